@@ -1,0 +1,46 @@
+# fsq_repro — `make test` and `make demo` work on a fresh machine with only python3:
+# the first call creates $(VENV), installs the exact pins of requirements.txt and the package (editable).
+# VENV may live outside the clone (CI keys it by the hash of requirements.txt: see .ci/run).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+REQ_HASH := $(shell sha256sum requirements.txt | cut -c1-16)
+HERE_HASH := $(shell printf '%s' "$(CURDIR)" | sha256sum | cut -c1-12)
+REQ_STAMP := $(VENV)/.req-$(REQ_HASH)
+PKG_STAMP := $(VENV)/.pkg-$(HERE_HASH)-$(REQ_HASH)
+PYTEST_ARGS ?=
+
+.PHONY: install test demo lint format bench clean
+
+install: $(PKG_STAMP)
+
+# Re-install only when requirements.txt changes.
+$(REQ_STAMP): requirements.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --disable-pip-version-check -q -r requirements.txt
+	@rm -f $(VENV)/.req-* && touch $@
+
+# Editable install of this checkout (re-done when the venv is reused by another clone).
+$(PKG_STAMP): $(REQ_STAMP) pyproject.toml
+	$(PY) -m pip install --disable-pip-version-check -q --no-deps --no-build-isolation -e .
+	@rm -f $(VENV)/.pkg-* && touch $@
+
+test: install
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+demo: install
+	$(PY) scripts/demo.py
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+bench: install
+	@for b in scripts/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf .pytest_cache .ruff_cache build *.egg-info

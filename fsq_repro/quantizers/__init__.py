@@ -1,0 +1,19 @@
+"""Bottlenecks: FSQ (FSQ paper §3, App. A.1) and the VQ baseline (§4.1). Pure torch."""
+
+from fsq_repro.quantizers.base import Quantizer, QuantizerOutput
+from fsq_repro.quantizers.fsq import FSQ, round_ste
+from fsq_repro.quantizers.vq import VectorQuantizer
+
+
+def build_quantizer(config: dict) -> Quantizer:
+    """Rebuild a quantizer from ``Quantizer.config()`` (a plain dict with a ``name`` key)."""
+    config = dict(config)
+    name = config.pop("name", None)
+    if name == "fsq":
+        return FSQ(**config)
+    if name == "vq":
+        return VectorQuantizer(**config)
+    raise ValueError(f"unknown quantizer name {name!r}: expected 'fsq' or 'vq'")
+
+
+__all__ = ["FSQ", "Quantizer", "QuantizerOutput", "VectorQuantizer", "build_quantizer", "round_ste"]

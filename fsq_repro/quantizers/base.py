@@ -1,0 +1,65 @@
+"""The interface shared by every bottleneck (FSQ paper §3, Fig. 1: FSQ is a drop-in replacement for VQ).
+
+A quantizer maps channel-last encoder outputs ``z: (..., d)`` to
+
+- ``codes``: the quantized vectors ``ẑ: (..., d)`` (float32, straight-through gradient to ``z``),
+- ``indices``: one int64 token per vector ``(...)`` — what Stage II models,
+- ``loss``: the quantizer's auxiliary loss (zero for FSQ; commitment + codebook + entropy for VQ),
+- ``metrics``: detached scalars to log (batch perplexity, batch usage, ...).
+
+Both quantizers also expose ``codes_to_indexes`` / ``indexes_to_codes`` (App. A.1 names), ``codebook_size``
+and ``dim`` so that the tokenizer and the generator never need to know which bottleneck they use.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+
+@dataclass
+class QuantizerOutput:
+    """What ``Quantizer.forward`` returns. Shapes for an input ``z: (..., d)``."""
+
+    codes: torch.Tensor  # (..., d) float32, straight-through to z
+    indices: torch.Tensor  # (...) int64
+    loss: torch.Tensor  # () float32
+    metrics: dict[str, torch.Tensor] = field(default_factory=dict)  # detached scalars
+
+
+class Quantizer(nn.Module):
+    """Abstract bottleneck. Subclasses set ``codebook_size`` and ``dim``."""
+
+    codebook_size: int
+    dim: int
+
+    def codes_to_indexes(self, codes: torch.Tensor) -> torch.Tensor:  # (..., d) -> (...) int64
+        raise NotImplementedError
+
+    def indexes_to_codes(self, indices: torch.Tensor) -> torch.Tensor:  # (...) -> (..., d) float32
+        raise NotImplementedError
+
+    def forward(self, z: torch.Tensor) -> QuantizerOutput:
+        raise NotImplementedError
+
+    def config(self) -> dict:
+        """Plain-container description sufficient to rebuild this quantizer (used by the tokenizer export)."""
+        raise NotImplementedError
+
+
+def batch_usage_metrics(indices: torch.Tensor, codebook_size: int) -> dict[str, torch.Tensor]:
+    """Perplexity and fraction of codes used within one batch of ``indices: (...)`` (detached).
+
+    Perplexity is ``exp(H(p))`` of the empirical code distribution ``p``; equals ``codebook_size`` for uniform
+    usage and 1 when a single code is used.
+    """
+    with torch.no_grad():
+        counts = torch.bincount(indices.reshape(-1), minlength=codebook_size).double()
+        probs = counts / counts.sum().clamp_min(1)
+        entropy = -(probs * torch.log(probs.clamp_min(1e-30))).sum()
+        return {
+            "perplexity": entropy.exp().float(),
+            "batch_usage": (counts > 0).float().mean(),
+        }

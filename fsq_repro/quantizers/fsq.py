@@ -1,0 +1,124 @@
+"""Finite Scalar Quantization — FSQ paper §3.1–§3.3 and the reference code of App. A.1.
+
+Each of the ``d = len(levels)`` channels of ``z: (..., d)`` is bounded to ``L_i`` values and rounded with a
+straight-through estimator; the implicit codebook is the product of the per-channel grids, of size ``∏ L_i``
+(Table 1 gives level sets per target size). There are no parameters and no auxiliary loss.
+
+Numerics follow App. A.1 exactly:
+
+- ``bound(z) = tanh(z + shift) · half_l − offset`` with ``half_l = (L − 1)(1 − ε)/2``, ``ε = 1e-3``,
+  ``offset = 0.5`` for even ``L`` (else 0) and ``shift = tan(offset / half_l)``. The paper writes ``tan``; many
+  ports (e.g. vector-quantize-pytorch) use ``atanh`` and ``(1 + ε)``, which moves 0.5–1 % of indices by a
+  whole level on ``z ~ N(0, 3²)`` (``../shared/reference/hyperparameters.md``). We follow the paper.
+- ``quantize(z) = round_ste(bound(z)) / (L // 2)``: odd ``L`` gives ``{−(L−1)/2 … (L−1)/2}/(L//2)``, even ``L``
+  the asymmetric grid ``{−L/2 … L/2 − 1}/(L/2)``; all values lie in ``[−1, 1]``.
+- ``index = Σ_i (ẑ_i·(L_i//2) + L_i//2) · basis_i`` with ``basis = [1, L_1, L_1·L_2, …]`` (first channel least
+  significant, a mixed-radix number).
+
+Everything is computed in float32 with autocast disabled, whatever the caller's precision: rounding a bf16
+``bound(z)`` collapses neighbouring levels (a known cause of index collapse in public ports). Indices are cast
+to int64 only after rounding.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+
+from fsq_repro.quantizers.base import Quantizer, QuantizerOutput, batch_usage_metrics
+
+
+def round_ste(z: torch.Tensor) -> torch.Tensor:
+    """Round with a straight-through gradient (App. A.1 ``round_ste``): forward ``round(z)``, backward identity."""
+    return z + (torch.round(z) - z).detach()
+
+
+class FSQ(Quantizer):
+    """FSQ bottleneck with levels ``L = [L_1, …, L_d]`` (FSQ paper App. A.1).
+
+    Args:
+        levels: number of values per channel, each ≥ 2 (the paper recommends ``L_i ≥ 5``, §3.3 / A.4.1).
+        eps: the ``ε`` of ``bound`` (App. A.1 uses 1e-3).
+
+    Shapes: ``forward(z: (..., d)) -> QuantizerOutput(codes (..., d), indices (...), loss (), metrics)``.
+    """
+
+    def __init__(self, levels: Sequence[int], eps: float = 1e-3) -> None:
+        super().__init__()
+        levels = [int(level) for level in levels]
+        if not levels or any(level < 2 for level in levels):
+            raise ValueError(f"FSQ levels must be a non-empty list of integers >= 2, got {list(levels)}")
+        self.levels = tuple(levels)
+        self.eps = float(eps)
+        self.dim = len(levels)
+        self.codebook_size = math.prod(levels)
+        if self.codebook_size > 2**31:
+            raise ValueError(f"FSQ codebook of {self.codebook_size} codes is too large for int64 tokens math")
+
+        levels_t = torch.tensor(levels, dtype=torch.int64)
+        basis = torch.cumprod(torch.tensor([1, *levels[:-1]], dtype=torch.int64), dim=0)
+        half_l = (levels_t.float() - 1) * (1 - self.eps) / 2
+        offset = torch.where(levels_t % 2 == 1, 0.0, 0.5)
+        # All derived constants are float32, as in the JAX reference (x64 disabled).
+        self.register_buffer("_levels", levels_t, persistent=False)
+        self.register_buffer("_basis", basis, persistent=False)
+        self.register_buffer("_half_width", (levels_t // 2).float(), persistent=False)
+        self.register_buffer("_half_l", half_l, persistent=False)
+        self.register_buffer("_offset", offset, persistent=False)
+        self.register_buffer("_shift", torch.tan(offset / half_l), persistent=False)  # App. A.1: tan, not atanh
+        self.register_buffer(
+            "implicit_codebook",
+            self.indexes_to_codes(torch.arange(self.codebook_size)),
+            persistent=False,
+        )
+
+    # --- App. A.1 API ---------------------------------------------------------------------------------
+    def bound(self, z: torch.Tensor) -> torch.Tensor:
+        """``(..., d) -> (..., d)``: ``tanh(z + shift)·half_l − offset`` in float32."""
+        with torch.autocast(device_type=z.device.type, enabled=False):
+            z = z.float()
+            return torch.tanh(z + self._shift) * self._half_l - self._offset
+
+    def quantize(self, z: torch.Tensor) -> torch.Tensor:
+        """``(..., d) -> (..., d)`` float32 codes in ``[−1, 1]`` with a straight-through gradient."""
+        with torch.autocast(device_type=z.device.type, enabled=False):
+            return round_ste(self.bound(z)) / self._half_width
+
+    def codes_to_indexes(self, codes: torch.Tensor) -> torch.Tensor:
+        """``(..., d)`` normalized codes → ``(...)`` int64 indices (mixed radix, first channel least significant)."""
+        self._check_dim(codes)
+        with torch.autocast(device_type=codes.device.type, enabled=False):
+            digits = torch.round(codes.float() * self._half_width + self._half_width).to(torch.int64)
+            return (digits * self._basis).sum(dim=-1)
+
+    def indexes_to_codes(self, indices: torch.Tensor) -> torch.Tensor:
+        """``(...)`` integer indices → ``(..., d)`` float32 normalized codes."""
+        digits = torch.div(indices.to(torch.int64)[..., None], self._basis, rounding_mode="floor") % self._levels
+        return (digits.float() - self._half_width) / self._half_width
+
+    # --- nn.Module -------------------------------------------------------------------------------------
+    def forward(self, z: torch.Tensor) -> QuantizerOutput:
+        self._check_dim(z)
+        codes = self.quantize(z)
+        indices = self.codes_to_indexes(codes.detach())
+        return QuantizerOutput(
+            codes=codes,
+            indices=indices,
+            loss=torch.zeros((), device=z.device, dtype=torch.float32),
+            metrics=batch_usage_metrics(indices, self.codebook_size),
+        )
+
+    def config(self) -> dict:
+        return {"name": "fsq", "levels": list(self.levels), "eps": self.eps}
+
+    def extra_repr(self) -> str:
+        return f"levels={list(self.levels)}, codebook_size={self.codebook_size}, eps={self.eps}"
+
+    def _check_dim(self, z: torch.Tensor) -> None:
+        if z.shape[-1] != self.dim:
+            raise ValueError(
+                f"FSQ with levels {list(self.levels)} expects channel-last inputs (..., {self.dim}), "
+                f"got shape {tuple(z.shape)}"
+            )

@@ -1,0 +1,216 @@
+"""Vector quantization baseline — FSQ paper §2 / §4.1 (VQ with MaskGIT's entropy loss), VQ-VAE (van den Oord
+et al. 2017) for the losses.
+
+``z: (..., dim)`` is replaced by its nearest codebook vector (squared Euclidean distance, computed in float32
+even under autocast), with a straight-through estimator. The auxiliary loss is
+
+    loss = ‖e − sg(z)‖²  +  β ‖z − sg(e)‖²  +  w_H · (H_sample − H_batch)
+
+- codebook loss and commitment (β = 0.25),
+- MaskGIT's entropy loss (weight 0.1, temperature 0.01): ``p = softmax(−‖z − e_k‖² / T)``; the mean per-vector
+  entropy ``H_sample`` is pushed down (confident assignments) and the entropy ``H_batch`` of the batch-averaged
+  distribution is pushed up (spread usage). It is minimal for confident, uniformly spread assignments.
+
+Options the paper contrasts FSQ with (§1, §2: "codebook collapse ... reseeding, EMA, l2-normalisation"),
+all off by default:
+
+- ``l2_normalize``: codes and inputs on the unit sphere (ViT-VQGAN),
+- ``ema_decay > 0``: EMA codebook updates instead of the codebook loss (VQ-VAE-2),
+- ``dead_code_threshold > 0``: re-seed codes whose EMA usage (hits per batch) falls below the threshold with
+  random encoder outputs of the current batch (Jukebox / Dhariwal et al.).
+
+Memory: the ``(N, K)`` distance and softmax matrices dominate (N = vectors in the batch, K = codebook size).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+
+from fsq_repro.quantizers.base import Quantizer, QuantizerOutput, batch_usage_metrics
+
+
+def squared_distances(flat: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
+    """``(N, d), (K, d) -> (N, K)`` squared Euclidean distances."""
+    return (
+        flat.pow(2).sum(dim=1, keepdim=True) - 2 * flat @ codebook.t() + codebook.pow(2).sum(dim=1)[None, :]
+    ).clamp_min(0)
+
+
+def entropy_loss(distances: torch.Tensor, temperature: float) -> torch.Tensor:
+    """MaskGIT's codebook entropy loss from ``distances: (N, K)``: mean per-row entropy − entropy of the mean row.
+
+    Rows are ``softmax(−distances / temperature)``. The 1e-5 inside the batch-entropy log follows MaskGIT.
+    """
+    logits = -distances / temperature
+    probs = torch.softmax(logits, dim=-1)
+    log_probs = torch.log_softmax(logits, dim=-1)
+    sample_entropy = -(probs * log_probs).sum(dim=-1).mean()
+    avg_probs = probs.mean(dim=0)
+    avg_entropy = -(avg_probs * torch.log(avg_probs + 1e-5)).sum()
+    return sample_entropy - avg_entropy
+
+
+class VectorQuantizer(Quantizer):
+    """VQ bottleneck with a learned ``(codebook_size, dim)`` codebook (FSQ paper §4.1 baseline).
+
+    Shapes: ``forward(z: (..., dim)) -> QuantizerOutput(codes (..., dim), indices (...), loss (), metrics)``.
+    """
+
+    def __init__(
+        self,
+        codebook_size: int,
+        dim: int,
+        beta: float = 0.25,
+        entropy_weight: float = 0.1,
+        entropy_temperature: float = 0.01,
+        l2_normalize: bool = False,
+        ema_decay: float = 0.0,
+        ema_eps: float = 1e-5,
+        dead_code_threshold: float = 0.0,
+        dead_code_decay: float = 0.99,
+    ) -> None:
+        super().__init__()
+        if codebook_size < 2 or dim < 1:
+            raise ValueError(f"VQ needs codebook_size >= 2 and dim >= 1, got {codebook_size}, {dim}")
+        if not 0.0 <= ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1), got {ema_decay}")
+        self.codebook_size = int(codebook_size)
+        self.dim = int(dim)
+        self.beta = float(beta)
+        self.entropy_weight = float(entropy_weight)
+        self.entropy_temperature = float(entropy_temperature)
+        self.l2_normalize = bool(l2_normalize)
+        self.ema_decay = float(ema_decay)
+        self.ema_eps = float(ema_eps)
+        self.dead_code_threshold = float(dead_code_threshold)
+        self.dead_code_decay = float(dead_code_decay)
+
+        # MaskGIT: variance_scaling(1.0, "fan_in", "uniform") on a (K, d) codebook -> U(±sqrt(3 / K)).
+        bound = math.sqrt(3.0 / self.codebook_size)
+        self.embedding = nn.Parameter(torch.empty(self.codebook_size, self.dim).uniform_(-bound, bound))
+        if self.ema_decay > 0:
+            self.embedding.requires_grad_(False)
+            self.register_buffer("ema_cluster_size", torch.ones(self.codebook_size))
+            self.register_buffer("ema_embed_sum", self.embedding.detach().clone())
+        if self.dead_code_threshold > 0:
+            self.register_buffer("code_usage", torch.ones(self.codebook_size))
+
+    # --- lookups ---------------------------------------------------------------------------------------
+    def codebook(self) -> torch.Tensor:
+        """``(K, dim)`` float32 codebook as used for lookup (unit-norm rows when ``l2_normalize``)."""
+        weight = self.embedding.float()
+        return F.normalize(weight, dim=-1) if self.l2_normalize else weight
+
+    def codes_to_indexes(self, codes: torch.Tensor) -> torch.Tensor:
+        """``(..., dim) -> (...)`` int64: index of the nearest codebook vector."""
+        self._check_dim(codes)
+        with torch.autocast(device_type=codes.device.type, enabled=False):
+            flat = codes.detach().float().reshape(-1, self.dim)
+            return squared_distances(flat, self.codebook()).argmin(dim=1).reshape(codes.shape[:-1])
+
+    def indexes_to_codes(self, indices: torch.Tensor) -> torch.Tensor:
+        """``(...) -> (..., dim)`` float32 embedding lookup."""
+        return F.embedding(indices.to(torch.int64), self.codebook())
+
+    # --- forward ---------------------------------------------------------------------------------------
+    def forward(self, z: torch.Tensor) -> QuantizerOutput:
+        self._check_dim(z)
+        with torch.autocast(device_type=z.device.type, enabled=False):
+            flat = z.float().reshape(-1, self.dim)
+            if self.l2_normalize:
+                flat = F.normalize(flat, dim=-1)
+            codebook = self.codebook()
+            distances = squared_distances(flat, codebook)
+            indices = distances.argmin(dim=1)
+            quantized = F.embedding(indices, codebook)
+
+            commitment = F.mse_loss(flat, quantized.detach())
+            if self.ema_decay > 0:
+                codebook_loss = torch.zeros((), device=z.device)
+            else:
+                codebook_loss = F.mse_loss(quantized, flat.detach())
+            entropy = (
+                entropy_loss(distances, self.entropy_temperature)
+                if self.entropy_weight > 0
+                else torch.zeros((), device=z.device)
+            )
+            loss = codebook_loss + self.beta * commitment + self.entropy_weight * entropy
+            codes = flat + (quantized - flat).detach()
+
+        if self.training:
+            self._update_codebook(flat.detach(), indices)
+
+        metrics = batch_usage_metrics(indices, self.codebook_size)
+        metrics.update(
+            commitment=commitment.detach(), codebook_loss=codebook_loss.detach(), entropy_loss=entropy.detach()
+        )
+        return QuantizerOutput(
+            codes=codes.reshape(*z.shape[:-1], self.dim),
+            indices=indices.reshape(z.shape[:-1]),
+            loss=loss,
+            metrics=metrics,
+        )
+
+    @torch.no_grad()
+    def _update_codebook(self, flat: torch.Tensor, indices: torch.Tensor) -> None:
+        """EMA codebook update and dead-code re-seeding (both optional). Counts are summed across DDP ranks."""
+        if self.ema_decay <= 0 and self.dead_code_threshold <= 0:
+            return
+        counts = torch.bincount(indices, minlength=self.codebook_size).float()
+        sums = torch.zeros_like(self.embedding, dtype=torch.float32).index_add_(0, indices, flat)
+        if dist.is_available() and dist.is_initialized():
+            dist.all_reduce(counts)
+            dist.all_reduce(sums)
+        if self.ema_decay > 0:
+            decay = self.ema_decay
+            self.ema_cluster_size.mul_(decay).add_(counts, alpha=1 - decay)
+            self.ema_embed_sum.mul_(decay).add_(sums, alpha=1 - decay)
+            n = self.ema_cluster_size.sum()
+            smoothed = (self.ema_cluster_size + self.ema_eps) / (n + self.codebook_size * self.ema_eps) * n
+            self.embedding.data.copy_(self.ema_embed_sum / smoothed[:, None])
+        if self.dead_code_threshold > 0:
+            self.code_usage.mul_(self.dead_code_decay).add_(counts, alpha=1 - self.dead_code_decay)
+            dead = (self.code_usage < self.dead_code_threshold).nonzero().squeeze(1)
+            if dead.numel() > 0:
+                pick = torch.randint(0, flat.shape[0], (dead.numel(),), device=flat.device)
+                fresh = flat[pick]
+                if dist.is_available() and dist.is_initialized():
+                    dist.broadcast(fresh, src=0)  # every rank re-seeds with rank 0's choice
+                self.embedding.data[dead] = fresh.to(self.embedding.dtype)
+                self.code_usage[dead] = 1.0
+                if self.ema_decay > 0:
+                    self.ema_cluster_size[dead] = 1.0
+                    self.ema_embed_sum[dead] = fresh
+
+    def config(self) -> dict:
+        return {
+            "name": "vq",
+            "codebook_size": self.codebook_size,
+            "dim": self.dim,
+            "beta": self.beta,
+            "entropy_weight": self.entropy_weight,
+            "entropy_temperature": self.entropy_temperature,
+            "l2_normalize": self.l2_normalize,
+            "ema_decay": self.ema_decay,
+            "ema_eps": self.ema_eps,
+            "dead_code_threshold": self.dead_code_threshold,
+            "dead_code_decay": self.dead_code_decay,
+        }
+
+    def extra_repr(self) -> str:
+        return (
+            f"codebook_size={self.codebook_size}, dim={self.dim}, beta={self.beta}, "
+            f"entropy_weight={self.entropy_weight}, l2_normalize={self.l2_normalize}, ema_decay={self.ema_decay}"
+        )
+
+    def _check_dim(self, z: torch.Tensor) -> None:
+        if z.shape[-1] != self.dim:
+            raise ValueError(
+                f"VectorQuantizer(dim={self.dim}) expects channel-last inputs (..., {self.dim}), "
+                f"got shape {tuple(z.shape)}"
+            )

@@ -1,0 +1,72 @@
+"""Project-level guards: layout, pins, no stdlib-shadowing root scripts, no Lightning outside fsq_repro/lit."""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _pins(lines: list[str]) -> dict[str, str]:
+    pins = {}
+    for line in lines:
+        line = line.split("#", 1)[0].strip().lstrip("- ").strip()
+        m = re.fullmatch(r"([A-Za-z0-9_.\-]+)==([^\s;]+)", line)
+        if m:
+            pins[m.group(1).lower()] = m.group(2)
+    return pins
+
+
+def test_top_level_layout() -> None:
+    for name in [
+        "configs",
+        "fsq_repro",
+        "scripts",
+        "outputs",
+        "tests",
+        "Makefile",
+        "environment.yml",
+        "README.md",
+        "pyproject.toml",
+        "requirements.txt",
+        ".ci/run",
+        "train.py",
+        "eval.py",
+        "sample.py",
+        "pretokenize.py",
+    ]:
+        assert (ROOT / name).exists(), name
+
+
+def test_requirements_and_environment_yml_agree() -> None:
+    req = _pins((ROOT / "requirements.txt").read_text().splitlines())
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    assert any(str(d).startswith("python=3.11") for d in env["dependencies"] if isinstance(d, str))
+    pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    assert _pins(pip_section) == req
+    assert len(req) >= 15 and "torch" in req and "lightning" in req
+    assert "pytorch-lightning" not in req
+
+
+def test_no_root_script_shadows_a_stdlib_module() -> None:
+    stdlib = set(sys.stdlib_module_names)
+    clashes = [p.name for p in ROOT.glob("*.py") if p.stem in stdlib]
+    assert clashes == [], f"root scripts shadow the standard library: {clashes}"
+
+
+def test_lightning_is_imported_only_in_lit_and_never_as_pytorch_lightning() -> None:
+    pattern = re.compile(r"^\s*(import|from)\s+(lightning|pytorch_lightning)\b", re.M)
+    for path in (ROOT / "fsq_repro").rglob("*.py"):
+        text = path.read_text()
+        assert "pytorch_lightning" not in text, path
+        if "lit" not in path.relative_to(ROOT / "fsq_repro").parts:
+            assert not pattern.search(text), f"Lightning imported outside fsq_repro/lit: {path}"
+
+
+def test_modules_stay_short() -> None:
+    for path in (ROOT / "fsq_repro").rglob("*.py"):
+        assert len(path.read_text().splitlines()) <= 400, f"{path} is over 400 lines"
