@@ -33,3 +33,54 @@ def random_crops(photos: list[np.ndarray], size: int, count: int, seed: int) -> 
         crop = img[y : y + size, x : x + size]
         out[i] = crop[:, ::-1] if rng.random() < 0.5 else crop
     return out
+
+
+class PhotoCropsDataset:
+    """Unconditional random crops of the embedded photos (``configs/data/photos.yaml``).
+
+    Train crops come from the seven scikit-image photos, val/test crops from the two scikit-learn photos, so the
+    splits share no pixels. Crop ``i`` is a pure function of ``(seed, split, i)``: a random square of side
+    ``resolution × U(1, 2.5)`` (capped by the photo), resized to ``resolution`` (bicubic), flipped with p = 0.5 in
+    train. Items: ``{"image": (3, R, R) float32 in [−1, 1], "label": 0, "index": i}``.
+    """
+
+    num_classes = 1
+    class_names = ("photo",)
+
+    def __init__(self, split: str = "train", size: int = 10_000, resolution: int = 32, seed: int = 0) -> None:
+        from fsq_repro.data.embedded import SPLITS
+
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {list(SPLITS)}, got {split!r}")
+        self.split, self.size, self.resolution, self.seed = split, int(size), int(resolution), int(seed)
+        self._split_id = SPLITS[split]
+        photos = load_embedded_photos()
+        self.photos = photos[: len(SKIMAGE_PHOTOS)] if split == "train" else photos[len(SKIMAGE_PHOTOS) :]
+        if self.resolution > min(min(p.shape[:2]) for p in self.photos):
+            raise ValueError(f"resolution {resolution} is larger than the smallest embedded photo")
+
+    def __len__(self) -> int:
+        return self.size
+
+    def fingerprint(self) -> str:
+        return f"photos-v1-{self.split}-n{self.size}-r{self.resolution}-s{self.seed}"
+
+    def __getitem__(self, index: int) -> dict:
+        from PIL import Image
+
+        from fsq_repro.data.embedded import to_model_range
+
+        if not 0 <= index < self.size:
+            raise IndexError(index)
+        rng = np.random.default_rng([self.seed, self._split_id, index])
+        img = self.photos[rng.integers(len(self.photos))]
+        side = int(min(self.resolution * rng.uniform(1.0, 2.5), *img.shape[:2]))
+        y = rng.integers(0, img.shape[0] - side + 1)
+        x = rng.integers(0, img.shape[1] - side + 1)
+        crop = Image.fromarray(img[y : y + side, x : x + side]).resize(
+            (self.resolution, self.resolution), Image.Resampling.BICUBIC
+        )
+        array = np.array(crop)
+        if self.split == "train" and rng.random() < 0.5:
+            array = array[:, ::-1]
+        return {"image": to_model_range(array), "label": 0, "index": index}

@@ -1,1 +1,1 @@
-"""(filled by later issues)"""
+"""Lightning modules, data modules and callbacks — the only place that imports ``lightning.pytorch``."""

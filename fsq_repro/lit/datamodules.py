@@ -1,0 +1,86 @@
+"""``ImageDataModule``: one Lightning DataModule for every image source (shapes, photos, ImageFolder, WebDataset).
+
+Datasets arrive as factories (Hydra ``_partial_: true``) and are built in ``setup`` on every process. Training uses
+Lightning's DistributedSampler (each rank a distinct shard) for map-style datasets; validation uses
+``ExactDistributedSampler`` under DDP so every validation image is seen exactly once in total. Batches are dicts
+``{"image": (B, 3, R, R) in [−1, 1], "label": (B,), "index": (B,), "num_corrupt": ()}``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch.distributed as dist
+from lightning.pytorch import LightningDataModule
+from torch.utils.data import DataLoader, Dataset, IterableDataset
+
+from fsq_repro.data.loading import ExactDistributedSampler, collate_skip_corrupt
+
+
+class ImageDataModule(LightningDataModule):
+    def __init__(
+        self,
+        train: Callable[[], Dataset],
+        val: Callable[[], Dataset],
+        name: str = "images",
+        resolution: int = 32,
+        num_classes: int | None = None,
+        batch_size: int = 64,
+        val_batch_size: int | None = None,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        persistent_workers: bool = False,
+        drop_last: bool = True,
+        **metadata,
+    ) -> None:
+        super().__init__()
+        self._train_factory, self._val_factory = train, val
+        self.name, self.resolution = name, int(resolution)
+        self._num_classes = num_classes
+        self.batch_size = int(batch_size)
+        self.val_batch_size = int(val_batch_size or batch_size)
+        self.num_workers = int(num_workers)
+        self.pin_memory = bool(pin_memory)
+        self.persistent_workers = bool(persistent_workers) and self.num_workers > 0
+        self.drop_last = bool(drop_last)
+        self.metadata = metadata
+        self.train_set: Dataset | None = None
+        self.val_set: Dataset | None = None
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is None and stage in (None, "fit"):
+            self.train_set = self._train_factory()
+        if self.val_set is None:
+            self.val_set = self._val_factory()
+
+    @property
+    def num_classes(self) -> int:
+        """Class count from the data (checked against ``data.num_classes`` when both are known)."""
+        self.setup("fit")
+        found = getattr(self.train_set, "num_classes", None) or getattr(self.val_set, "num_classes", None)
+        return int(found or self._num_classes or 1)
+
+    def _loader(self, dataset: Dataset, batch_size: int, train: bool) -> DataLoader:
+        iterable = isinstance(dataset, IterableDataset)
+        sampler = None
+        if not train and not iterable and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            sampler = ExactDistributedSampler(dataset)
+        return DataLoader(
+            dataset,
+            batch_size=batch_size,
+            shuffle=train and not iterable,
+            sampler=sampler,
+            drop_last=train and self.drop_last,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.persistent_workers,
+            collate_fn=collate_skip_corrupt,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        self.setup("fit")
+        return self._loader(self.train_set, self.batch_size, train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        self.setup("validate")
+        return self._loader(self.val_set, self.val_batch_size, train=False)
