@@ -1,1 +1,1 @@
-"""(filled by later issues)"""
+"""Stage I losses: L2, perceptual (LPIPS-VGG), GAN (non-saturating, R1, LeCam). Pure torch."""

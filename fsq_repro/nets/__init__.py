@@ -1,1 +1,1 @@
-"""(filled by later issues)"""
+"""Networks: MaskGIT VQGAN encoder/decoder, StyleGAN-style discriminator, the Stage I tokenizer. Pure torch."""
