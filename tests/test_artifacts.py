@@ -38,5 +38,5 @@ def test_missing_corrupt_and_foreign_files_are_clear_errors(tmp_path: Path) -> N
     with pytest.raises(ConfigError, match="not a readable tokenizer file"):
         load_tokenizer(tmp_path / "trunc.pt")
     torch.save({"state_dict": {}}, tmp_path / "other.pt")
-    with pytest.raises(ConfigError, match="is not a fsq_repro.tokenizer/v1 file"):
+    with pytest.raises(ConfigError, match=r"is not a fsq_repro\.tokenizer/v1 file"):
         load_tokenizer(tmp_path / "other.pt")
