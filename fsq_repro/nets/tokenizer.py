@@ -64,7 +64,7 @@ class Tokenizer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, QuantizerOutput]:
         q = self.quantize(x)
-        return self.decoder(q.codes.permute(0, 3, 1, 2)), q
+        return self.decoder(q.codes.permute(0, 3, 1, 2).contiguous()), q
 
     @torch.no_grad()
     def encode(self, images: torch.Tensor) -> torch.Tensor:
@@ -75,7 +75,8 @@ class Tokenizer(nn.Module):
     def decode(self, indices: torch.Tensor) -> torch.Tensor:
         """``(B, h, w)`` tokens → ``(B, 3, H, W)`` images (not clamped)."""
         codes = self.quantizer.indexes_to_codes(indices)
-        return self.decoder(codes.permute(0, 3, 1, 2))
+        # contiguous NCHW in both paths: the same conv kernels, so decode(encode(x)) == forward(x) bit for bit
+        return self.decoder(codes.permute(0, 3, 1, 2).contiguous())
 
     def config(self) -> dict:
         """Plain containers only (safe for ``torch.load(weights_only=True)``)."""

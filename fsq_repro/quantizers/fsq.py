@@ -31,8 +31,13 @@ from fsq_repro.quantizers.base import Quantizer, QuantizerOutput, batch_usage_me
 
 
 def round_ste(z: torch.Tensor) -> torch.Tensor:
-    """Round with a straight-through gradient (App. A.1 ``round_ste``): forward ``round(z)``, backward identity."""
-    return z + (torch.round(z) - z).detach()
+    """Round with a straight-through gradient (App. A.1 ``round_ste``): forward ``round(z)``, backward identity.
+
+    Written ``sg(round(z)) + (z − sg(z))`` rather than App. A.1's ``z + sg(round(z) − z)``: the same gradient, but the
+    forward value is exactly ``round(z)`` in floating point, so ``decode(encode(x))`` equals the training-path
+    reconstruction bit for bit.
+    """
+    return torch.round(z).detach() + (z - z.detach())
 
 
 class FSQ(Quantizer):

@@ -140,7 +140,7 @@ class VectorQuantizer(Quantizer):
                 else torch.zeros((), device=z.device)
             )
             loss = codebook_loss + self.beta * commitment + self.entropy_weight * entropy
-            codes = flat + (quantized - flat).detach()
+            codes = quantized.detach() + (flat - flat.detach())  # STE with an exact forward value
 
         if self.training:
             self._update_codebook(flat.detach(), indices)

@@ -1,0 +1,136 @@
+"""Lightning module for Stage I: the VQGAN tokenizer with an FSQ or VQ bottleneck (FSQ paper §4.1 / §4.3).
+
+Manual optimisation with two Adam optimisers (β = (0, 0.99), lr 1e-4, linear warm-up; hyperparameters.md):
+one generator step (L2 + perceptual + GAN + quantizer loss, ``Stage1Loss``) and, once the GAN is active, one
+discriminator step (non-saturating + R1 [+ LeCam]) per batch. Gradients are clipped. Under ``bf16-mixed`` the nets
+run in bf16 while the quantizers compute in fp32 internally.
+
+EMA (decay 0.999) covers the **generator only** (encoder, quantizer, decoder): ``self.ema`` is a plain sub-module,
+so it is saved and restored with every checkpoint, and the discriminator is never averaged. Validation and export
+use the EMA weights. ``global_step`` counts optimiser steps (two per batch once the GAN is on), so schedules here
+use ``self.batches_seen``, a buffer that advances once per training batch. The discriminator is stepped through
+the raw torch optimiser, so Lightning's ``global_step`` (and ``trainer.max_steps``) counts batches, not optimiser
+steps (with two Lightning-wrapped optimisers it would advance twice per batch). This assumes no GradScaler:
+use ``bf16-mixed`` or ``32-true``, not ``16-mixed``.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import lightning.pytorch as pl
+import torch
+
+from fsq_repro.losses.stage1 import Stage1Loss
+from fsq_repro.metrics.usage import CodebookUsage
+from fsq_repro.nets.discriminator import Discriminator
+from fsq_repro.nets.tokenizer import Tokenizer
+
+
+def psnr(images: torch.Tensor, recon: torch.Tensor) -> torch.Tensor:
+    """Per-image PSNR in dB for pixels in [−1, 1] (peak-to-peak 2): ``(B,)``."""
+    mse = (recon.float().clamp(-1, 1) - images.float()).pow(2).flatten(1).mean(1)
+    return 10 * torch.log10(4.0 / mse.clamp_min(1e-10))
+
+
+class TokenizerModule(pl.LightningModule):
+    def __init__(
+        self,
+        tokenizer: Tokenizer,
+        loss: Stage1Loss,
+        discriminator: Discriminator | None = None,
+        lr: float = 1e-4,  # hyperparameters.md (MaskGIT Stage I)
+        betas: tuple[float, float] = (0.0, 0.99),  # hyperparameters.md (MaskGIT Stage I)
+        warmup_steps: int = 2000,  # hyperparameters.md
+        ema_decay: float = 0.999,  # hyperparameters.md
+        grad_clip: float = 1.0,
+        max_grid_images: int = 16,
+    ) -> None:
+        super().__init__()
+        self.automatic_optimization = False
+        self.tokenizer, self.loss, self.discriminator = tokenizer, loss, discriminator
+        self.ema = copy.deepcopy(tokenizer).requires_grad_(False).eval()
+        self.lr, self.betas, self.warmup_steps = lr, tuple(betas), int(warmup_steps)
+        self.ema_decay, self.grad_clip, self.max_grid_images = ema_decay, grad_clip, max_grid_images
+        self.register_buffer("batches_seen", torch.zeros((), dtype=torch.long))
+        self.val_usage = CodebookUsage(tokenizer.codebook_size, validate_indices=False)
+        self.last_val_grid: torch.Tensor | None = None
+
+    # --- optimisation ------------------------------------------------------------------------------------
+    def configure_optimizers(self):
+        gen = torch.optim.Adam(self.tokenizer.parameters(), lr=self.lr, betas=self.betas)
+        if self.discriminator is None:
+            return gen
+        disc = torch.optim.Adam(self.discriminator.parameters(), lr=self.lr, betas=self.betas)
+        return [gen, disc]
+
+    def _lr_scale(self, step: int) -> float:
+        return min(1.0, (step + 1) / self.warmup_steps) if self.warmup_steps > 0 else 1.0
+
+    def _step(self, optimizer, loss: torch.Tensor, params, step: int, count_step: bool = True) -> torch.Tensor:
+        for group in optimizer.param_groups:
+            group["lr"] = self.lr * self._lr_scale(step)
+        optimizer.zero_grad(set_to_none=True)
+        self.manual_backward(loss)
+        grad_norm = torch.nn.utils.clip_grad_norm_(list(params), self.grad_clip)
+        # The generator step goes through Lightning (advances global_step); the discriminator's does not.
+        (optimizer if count_step else optimizer.optimizer).step()
+        return grad_norm
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        for ema_p, p in zip(self.ema.parameters(), self.tokenizer.parameters()):
+            ema_p.lerp_(p.detach(), 1 - self.ema_decay)
+        for ema_b, b in zip(self.ema.buffers(), self.tokenizer.buffers()):
+            ema_b.copy_(b)
+
+    def training_step(self, batch: dict, batch_idx: int) -> None:
+        images = batch["image"]
+        if images.shape[0] == 0:  # every file of the batch was corrupt
+            return None
+        step = int(self.batches_seen)
+        optimizers = self.optimizers()
+        gen_opt, disc_opt = (optimizers, None) if self.discriminator is None else optimizers
+        recon, q = self.tokenizer(images)
+        g_terms = self.loss.generator_terms(images, recon, q.loss, step, self.discriminator)
+        if not torch.isfinite(g_terms["total"]):
+            raise FloatingPointError(
+                f"non-finite generator loss at batch {step}: "
+                + ", ".join(f"{k}={v.item():.4g}" for k, v in g_terms.items())
+            )
+        g_norm = self._step(gen_opt, g_terms["total"], self.tokenizer.parameters(), step)
+        self._update_ema()
+        logs = {f"train/{k}": v.detach() for k, v in g_terms.items()}
+        logs["train/grad_norm_g"] = g_norm
+        if disc_opt is not None and self.loss.gan_active(step):
+            d_terms = self.loss.discriminator_terms(images, recon, self.discriminator, step)
+            logs["train/grad_norm_d"] = self._step(
+                disc_opt, d_terms["total"], self.discriminator.parameters(), step, count_step=False
+            )
+            logs.update({f"train/{k}": v.detach() for k, v in d_terms.items()})
+        logs.update({f"train/{k}": v for k, v in q.metrics.items()})
+        logs["train/psnr"] = psnr(images, recon.detach()).mean()
+        logs["train/num_corrupt"] = batch["num_corrupt"].float()
+        logs["train/lr"] = torch.tensor(self.lr * self._lr_scale(step))
+        self.log_dict(logs, prog_bar=False, on_step=True, on_epoch=False)
+        self.log("loss", g_terms["total"].detach(), prog_bar=True, on_step=True, on_epoch=False)
+        self.batches_seen += 1
+
+    # --- validation (EMA weights) -------------------------------------------------------------------------
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        images = batch["image"]
+        if images.shape[0] == 0:
+            return
+        recon, q = self.ema(images)
+        self.val_usage.update(q.indices)
+        self.log("val/mse", (recon.float().clamp(-1, 1) - images.float()).pow(2).mean(), sync_dist=True)
+        self.log("val/psnr", psnr(images, recon).mean(), sync_dist=True, prog_bar=True)
+        if batch_idx == 0:
+            n = min(self.max_grid_images, images.shape[0])
+            self.last_val_grid = torch.cat([images[:n], recon[:n].clamp(-1, 1)]).detach().float().cpu()
+
+    def on_validation_epoch_end(self) -> None:
+        stats = self.val_usage.compute()
+        self.log("val/usage", stats["usage"], sync_dist=False)
+        self.log("val/perplexity", stats["perplexity"], sync_dist=False)
+        self.val_usage.reset()
