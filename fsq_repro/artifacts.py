@@ -79,3 +79,71 @@ def load_tokenizer(path: str | Path, device: str | torch.device = "cpu") -> Toke
     tokenizer.load_state_dict(payload["state_dict"])
     tokenizer.data_fingerprint = payload.get("data_fingerprint", "")
     return tokenizer.to(device).eval()
+
+
+def read_checkpoint(path: str | Path) -> dict:
+    """A Lightning checkpoint loaded with ``weights_only=True``; one-line ``ConfigError`` when unreadable."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"ckpt={path} does not exist")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ConfigError(f"ckpt={path} is not a readable checkpoint ({first[:200]})") from None
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
+        raise ConfigError(f"ckpt={path} is not a Lightning checkpoint (no state_dict)")
+    return ckpt
+
+
+def export_tokenizer_checkpoint(ckpt_path: str | Path, out_path: str | Path, use_ema: bool = True) -> Path:
+    """Write ``tokenizer.pt`` from a Stage I Lightning checkpoint (its EMA generator weights by default)."""
+    ckpt = read_checkpoint(ckpt_path)
+    if "tokenizer_config" not in ckpt:
+        raise ConfigError(f"ckpt={ckpt_path} is not a Stage I (TokenizerModule) checkpoint")
+    prefix = "ema." if use_ema else "tokenizer."
+    state = {k.removeprefix(prefix): v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
+    tokenizer = Tokenizer.from_config(ckpt["tokenizer_config"])
+    tokenizer.load_state_dict(state)
+    extra = {"source_checkpoint": str(ckpt_path), "global_step": int(ckpt.get("global_step", 0)), "ema": use_ema}
+    return save_tokenizer(out_path, tokenizer, ckpt.get("data_fingerprint", ""), extra=extra)
+
+
+MASKGIT_FORMAT = "fsq_repro.maskgit/v1"
+
+
+def save_maskgit(path: str | Path, model: torch.nn.Module, tokenizer_hash: str, extra: dict | None = None) -> Path:
+    """Write the Stage II transformer (config + weights + the hash of the tokenizer whose tokens it models)."""
+    payload = {
+        "format": MASKGIT_FORMAT,
+        "config": model.config(),
+        "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+        "tokenizer_hash": tokenizer_hash,
+        "code_version": __version__,
+        "extra": extra or {},
+    }
+    return atomic_torch_save(payload, path)
+
+
+def load_maskgit(path: str | Path, tokenizer_hash: str | None = None, device: str | torch.device = "cpu"):
+    """Rebuild the Stage II transformer (eval mode); with ``tokenizer_hash``, refuse one trained on other tokens."""
+    from fsq_repro.nets.transformer import MaskGITTransformer
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path} does not exist (train Stage II first: stages=[stage2])")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, ValueError) as err:
+        raise ConfigError(f"{path} is not a readable Stage II file ({type(err).__name__})") from None
+    if not isinstance(payload, dict) or payload.get("format") != MASKGIT_FORMAT:
+        raise ConfigError(f"{path} is not a {MASKGIT_FORMAT} file")
+    if tokenizer_hash and payload["tokenizer_hash"] != tokenizer_hash:
+        raise ConfigError(
+            f"{path} models tokens of tokenizer {payload['tokenizer_hash']}, "
+            f"not of the given tokenizer {tokenizer_hash}"
+        )
+    model = MaskGITTransformer(**payload["config"])
+    model.load_state_dict(payload["state_dict"])
+    model.tokenizer_hash = payload["tokenizer_hash"]
+    return model.to(device).eval()

@@ -70,7 +70,30 @@ def stage_data(cfg: DictConfig) -> dict:
     return info
 
 
-STAGES: dict[str, Callable[[DictConfig], object]] = {"data": stage_data}
+def stage_stage1(cfg: DictConfig) -> dict:
+    from fsq_repro.lit.stage1 import stage_stage1 as run
+
+    return run(cfg)
+
+
+def stage_tokenize(cfg: DictConfig) -> dict:
+    from fsq_repro.lit.stage2 import stage_tokenize as run
+
+    return run(cfg)
+
+
+def stage_stage2(cfg: DictConfig) -> dict:
+    from fsq_repro.lit.stage2 import stage_stage2 as run
+
+    return run(cfg)
+
+
+STAGES: dict[str, Callable[[DictConfig], object]] = {
+    "data": stage_data,
+    "stage1": stage_stage1,
+    "tokenize": stage_tokenize,
+    "stage2": stage_stage2,
+}
 
 
 def _summary(cfg: DictConfig) -> str:
@@ -108,11 +131,93 @@ def run_eval(cfg: DictConfig) -> None:
     _not_yet(f"eval.py task={cfg.get('task')}", cfg)
 
 
+def maybe_init_distributed() -> tuple[int, int]:
+    """Join the process group of a ``torchrun`` launch (nccl on GPU, gloo on CPU); ``(rank, world_size)``."""
+    import os
+
+    import torch
+    import torch.distributed as dist
+
+    world = int(os.environ.get("WORLD_SIZE", 1))
+    if world > 1 and not dist.is_initialized():
+        if torch.cuda.is_available():
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+
+
+def _artifact(cfg: DictConfig, key: str, filename: str) -> Path:
+    """``cfg[key]`` if given, else ``<run>/<filename>`` where ``run=`` names a pipeline run dir."""
+    if cfg.get(key):
+        return Path(cfg[key])
+    if cfg.get("run"):
+        return Path(cfg.run) / filename
+    raise ConfigError(f"pass run=<pipeline run dir> or {key}=/path/to/{filename}")
+
+
 @one_line_errors
 def run_sample(cfg: DictConfig) -> None:
-    _not_yet("sample.py", cfg)
+    """``sample.py``: class-conditional MaskGIT samples → ``samples.npz`` (ADM format) + a PNG grid."""
+    import numpy as np
+    import torch
+    import torch.distributed as dist
+
+    from fsq_repro.artifacts import load_maskgit, load_tokenizer
+    from fsq_repro.data.token_cache import file_hash
+    from fsq_repro.generation.sampler import sample_with_model
+    from fsq_repro.generation.sampling_job import generate_shard, labels_for, merge_shards, write_npz
+    from fsq_repro.viz import save_image_grid
+
+    rank, world = maybe_init_distributed()
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    tok_path = _artifact(cfg, "tokenizer", "tokenizer.pt")
+    tokenizer = load_tokenizer(tok_path, device=device)
+    model = load_maskgit(_artifact(cfg, "maskgit", "maskgit.pt"), tokenizer_hash=file_hash(tok_path), device=device)
+    sampler = OmegaConf.to_container(cfg.sampler, resolve=True)
+    if cfg.get("cfg_scale") is not None:
+        sampler["cfg_scale"] = float(cfg.cfg_scale)
+    labels = labels_for(model.num_classes, int(cfg.num_per_class), cfg.get("classes"))
+    h, w = tokenizer.token_grid
+
+    def sample_fn(batch_labels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        tokens = sample_with_model(model, batch_labels, generator=generator, **sampler)
+        return tokenizer.decode(tokens.view(-1, h, w))
+
+    out = Path(cfg.get("out") or _output_dir(cfg))
+    print(f"sampling {len(labels)} images ({cfg.num_per_class} per class, cfg_scale={sampler['cfg_scale']}) on {world}")
+    positions, images, got = generate_shard(sample_fn, labels, int(cfg.batch_size), int(cfg.seed), rank, world, device)
+    if world > 1:
+        shard = out / f".shard-{rank}.npz"
+        out.mkdir(parents=True, exist_ok=True)
+        np.savez(shard, positions=positions, images=images, labels=got)
+        dist.barrier()
+        if rank == 0:
+            shards = [out / f".shard-{r}.npz" for r in range(world)]
+            images, got = merge_shards(shards, len(labels))
+            for s_ in shards:
+                s_.unlink()
+        dist.barrier()
+    if rank == 0:
+        path = write_npz(out / "samples.npz", images, got)
+        per, cols = int(cfg.num_per_class), min(8, int(cfg.num_per_class))
+        pick = [c * per + j for c in range(min(16, len(images) // per)) for j in range(cols)]  # a row per class
+        shown = torch.from_numpy(images[pick]).permute(0, 3, 1, 2).float() / 127.5 - 1
+        grid = save_image_grid(shown, out / "samples.png", nrow=cols, upscale=2 if images.shape[1] < 128 else 1)
+        print(f"wrote {path} ({images.shape[0]} images {tuple(images.shape[1:])}) and {grid}")
 
 
 @one_line_errors
 def run_pretokenize(cfg: DictConfig) -> None:
-    _not_yet("pretokenize.py", cfg)
+    """``pretokenize.py tokenizer=... data=...``: the Stage II token cache (multi-GPU with torchrun)."""
+    from fsq_repro.lit.stage2 import tokenize
+
+    rank, world = maybe_init_distributed()
+    if not cfg.get("tokenizer"):
+        raise ConfigError("pass tokenizer=/path/to/tokenizer.pt")
+    if world > 1 and not cfg.get("out"):
+        raise ConfigError("with several processes pass out=/shared/dir so that every rank writes the same cache")
+    out = Path(cfg.get("out") or _output_dir(cfg) / "tokens")
+    meta = tokenize(cfg, Path(cfg.tokenizer), out, batch_size=cfg.get("batch_size"))
+    if rank == 0:
+        counts = {k: v["count"] * v["variants"] for k, v in meta["splits"].items()}
+        print(f"token cache {out}: {counts} sequences, grid {meta['token_grid']}, tokenizer {meta['tokenizer_hash']}")

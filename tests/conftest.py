@@ -33,3 +33,23 @@ def run_distributed(script: Path, *args: str, nproc: int = 2, timeout: int = 300
 @pytest.fixture
 def repo_root() -> Path:
     return ROOT
+
+
+def run_cli(script: str, run_dir: Path, *overrides: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    """``python <script> hydra.run.dir=<run_dir> <overrides>`` from the repo root (not checked: tests assert)."""
+    env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "2"), CUDA_VISIBLE_DEVICES="")
+    return subprocess.run(
+        [sys.executable, script, f"hydra.run.dir={run_dir}", *overrides],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
+
+
+def assert_ok(proc: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
+    assert proc.returncode == 0, (
+        f"exit {proc.returncode}\n--- stdout\n{proc.stdout[-4000:]}\n--- stderr\n{proc.stderr[-6000:]}"
+    )
+    return proc

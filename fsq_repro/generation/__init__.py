@@ -1,1 +1,1 @@
-"""(filled by later issues)"""
+"""Stage II generation: the masking schedule (training and sampling), MaskGIT decoding with CFG, M2T compression."""

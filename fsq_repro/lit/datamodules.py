@@ -84,3 +84,60 @@ class ImageDataModule(LightningDataModule):
     def val_dataloader(self) -> DataLoader:
         self.setup("validate")
         return self._loader(self.val_set, self.val_batch_size, train=False)
+
+
+class TokenDataModule(LightningDataModule):
+    """Stage II data: a token cache (``data/token_cache.py``). Refuses a cache built from another tokenizer or
+    dataset (one-line ``ConfigError`` naming both hashes). Batches: ``{"tokens": (B, h·w), "label": (B,), ...}``."""
+
+    def __init__(
+        self,
+        cache_dir: str,
+        batch_size: int = 256,
+        num_workers: int = 0,
+        tokenizer_hash: str | None = None,
+        data_fingerprint: str | None = None,
+        pin_memory: bool = False,
+    ) -> None:
+        super().__init__()
+        from fsq_repro.data.token_cache import check_cache
+
+        self.meta = check_cache(cache_dir, tokenizer_hash, data_fingerprint)
+        self.cache_dir, self.batch_size, self.num_workers = cache_dir, int(batch_size), int(num_workers)
+        self.pin_memory = pin_memory
+        self.train_set: Dataset | None = None
+        self.val_set: Dataset | None = None
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.meta["num_classes"])
+
+    def setup(self, stage: str | None = None) -> None:
+        from fsq_repro.data.token_cache import TokenCacheDataset
+
+        if self.train_set is None:
+            self.train_set = TokenCacheDataset(self.cache_dir, "train")
+            self.val_set = TokenCacheDataset(self.cache_dir, "val")
+
+    def _loader(self, dataset: Dataset, train: bool) -> DataLoader:
+        sampler = None
+        if not train and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            sampler = ExactDistributedSampler(dataset)
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            shuffle=train,
+            sampler=sampler,
+            drop_last=train and len(dataset) >= self.batch_size,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        self.setup("fit")
+        return self._loader(self.train_set, train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        self.setup("validate")
+        return self._loader(self.val_set, train=False)

@@ -45,6 +45,7 @@ class TokenizerModule(pl.LightningModule):
         ema_decay: float = 0.999,  # hyperparameters.md
         grad_clip: float = 1.0,
         max_grid_images: int = 16,
+        data_fingerprint: str = "",
     ) -> None:
         super().__init__()
         self.automatic_optimization = False
@@ -55,6 +56,12 @@ class TokenizerModule(pl.LightningModule):
         self.register_buffer("batches_seen", torch.zeros((), dtype=torch.long))
         self.val_usage = CodebookUsage(tokenizer.codebook_size, validate_indices=False)
         self.last_val_grid: torch.Tensor | None = None
+        self.data_fingerprint = data_fingerprint
+
+    # --- checkpoints: plain containers only, so `torch.load(weights_only=True)` works and export needs no Hydra ---
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["tokenizer_config"] = self.tokenizer.config()
+        checkpoint["data_fingerprint"] = self.data_fingerprint
 
     # --- optimisation ------------------------------------------------------------------------------------
     def configure_optimizers(self):
@@ -112,8 +119,9 @@ class TokenizerModule(pl.LightningModule):
         logs["train/psnr"] = psnr(images, recon.detach()).mean()
         logs["train/num_corrupt"] = batch["num_corrupt"].float()
         logs["train/lr"] = torch.tensor(self.lr * self._lr_scale(step))
-        self.log_dict(logs, prog_bar=False, on_step=True, on_epoch=False)
-        self.log("loss", g_terms["total"].detach(), prog_bar=True, on_step=True, on_epoch=False)
+        batch_size = images.shape[0]
+        self.log_dict(logs, prog_bar=False, on_step=True, on_epoch=False, batch_size=batch_size)
+        self.log("loss", g_terms["total"].detach(), prog_bar=True, on_step=True, on_epoch=False, batch_size=batch_size)
         self.batches_seen += 1
 
     # --- validation (EMA weights) -------------------------------------------------------------------------
@@ -123,8 +131,9 @@ class TokenizerModule(pl.LightningModule):
             return
         recon, q = self.ema(images)
         self.val_usage.update(q.indices)
-        self.log("val/mse", (recon.float().clamp(-1, 1) - images.float()).pow(2).mean(), sync_dist=True)
-        self.log("val/psnr", psnr(images, recon).mean(), sync_dist=True, prog_bar=True)
+        mse = (recon.float().clamp(-1, 1) - images.float()).pow(2).mean()
+        self.log("val/mse", mse, sync_dist=True, batch_size=images.shape[0])
+        self.log("val/psnr", psnr(images, recon).mean(), sync_dist=True, prog_bar=True, batch_size=images.shape[0])
         if batch_idx == 0:
             n = min(self.max_grid_images, images.shape[0])
             self.last_val_grid = torch.cat([images[:n], recon[:n].clamp(-1, 1)]).detach().float().cpu()

@@ -11,6 +11,8 @@ for logging.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -24,7 +26,7 @@ class Stage1Loss(nn.Module):
         self,
         l2_weight: float = 1.0,
         perceptual_weight: float = 0.1,
-        perceptual_weights_file: str | None = None,
+        perceptual: Mapping | None = None,
         gan_weight: float = 0.1,
         gan_start_step: int = 0,
         r1_gamma: float = 10.0,
@@ -36,7 +38,9 @@ class Stage1Loss(nn.Module):
         self.l2_weight, self.perceptual_weight, self.gan_weight = l2_weight, perceptual_weight, gan_weight
         self.gan_start_step, self.r1_gamma, self.r1_every = int(gan_start_step), r1_gamma, max(1, int(r1_every))
         self.lecam_weight, self.lecam_decay = lecam_weight, lecam_decay
-        self.perceptual = LPIPSLoss(perceptual_weights_file) if perceptual_weight > 0 else None
+        # ``perceptual = {"weights": path}``: the VGG-16 backbone file (``loss.perceptual.weights=...`` on the CLI)
+        weights = (perceptual or {}).get("weights")
+        self.perceptual = LPIPSLoss(weights) if perceptual_weight > 0 else None
         self.register_buffer("ema_real_logit", torch.zeros(()))
         self.register_buffer("ema_fake_logit", torch.zeros(()))
 

@@ -71,7 +71,7 @@ def test_lpips_needs_a_local_backbone_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"loss\.perceptual\.weights=.*or set loss\.perceptual_weight=0"):
         LPIPSLoss(None)
     with pytest.raises(ConfigError, match="is not a file"):
-        Stage1Loss(perceptual_weight=0.1, perceptual_weights_file=str(tmp_path / "missing.pth"))
+        Stage1Loss(perceptual_weight=0.1, perceptual={"weights": str(tmp_path / "missing.pth")})
     (tmp_path / "bad.pth").write_bytes(b"not a checkpoint")
     with pytest.raises(Exception):  # noqa: B017 - torch raises UnpicklingError/RuntimeError here
         LPIPSLoss(str(tmp_path / "bad.pth"))

@@ -1,0 +1,219 @@
+"""The Stage II token cache: a dataset encoded once by the Stage I tokenizer (house style rule 6; FSQ paper §4.3
+trains MaskGIT on frozen Stage I tokens, so Stage II never runs the tokenizer in its training loop).
+
+Layout of ``<dir>/``::
+
+    meta.json                 tokenizer hash, data fingerprint, token grid, codebook size, dtype, counts, complete
+    train.tokens.npy          (2, N, h·w)  uint16 if codebook_size ≤ 65 536 else int32; [0] as is, [1] h-flipped
+    train.labels.npy          (N,) int64
+    val.tokens.npy            (1, M, h·w)
+    val.labels.npy            (M,)
+    <split>.done.npy          (num_chunks,) uint8 — which chunks are written (resume after a crash)
+
+Written chunk by chunk into ``np.lib.format.open_memmap`` arrays; rank r of W writes chunks r, r+W, …; ``meta.json``
+is written last and atomically, so a cache without ``"complete": true`` is resumed, never read. Reading checks the
+tokenizer hash and the data fingerprint and refuses a cache built from another tokenizer or dataset.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from fsq_repro.errors import ConfigError
+
+FORMAT = "fsq_repro.token_cache/v1"
+
+
+def file_hash(path: str | Path, chunk: int = 1 << 20) -> str:
+    """``sha256`` (first 16 hex digits) of a file, e.g. the ``tokenizer.pt`` a cache was built with."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()[:16]
+
+
+def token_dtype(codebook_size: int) -> np.dtype:
+    return np.dtype(np.uint16) if codebook_size <= 65536 else np.dtype(np.int32)
+
+
+def read_meta(cache_dir: str | Path) -> dict | None:
+    path = Path(cache_dir) / "meta.json"
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return None
+
+
+def _write_meta(cache_dir: Path, meta: dict) -> None:
+    tmp = cache_dir / "meta.json.tmp"
+    tmp.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    tmp.replace(cache_dir / "meta.json")
+
+
+def check_cache(cache_dir: str | Path, tokenizer_hash: str | None = None, data_fingerprint: str | None = None) -> dict:
+    """The cache's ``meta.json`` if it is complete and was built from this tokenizer and dataset; else ConfigError."""
+    meta = read_meta(cache_dir)
+    if meta is None or meta.get("format") != FORMAT:
+        raise ConfigError(f"{cache_dir} is not a token cache (build it with pretokenize.py or stages=[tokenize])")
+    if not meta.get("complete"):
+        raise ConfigError(f"token cache {cache_dir} is incomplete: re-run pretokenize.py to finish it")
+    if tokenizer_hash and meta["tokenizer_hash"] != tokenizer_hash:
+        raise ConfigError(
+            f"token cache {cache_dir} was built with tokenizer {meta['tokenizer_hash']}, "
+            f"not with the given tokenizer {tokenizer_hash}: re-run pretokenize.py"
+        )
+    if data_fingerprint and meta["data_fingerprint"] != data_fingerprint:
+        raise ConfigError(
+            f"token cache {cache_dir} was built from data {meta['data_fingerprint']}, "
+            f"not from the configured data {data_fingerprint}: re-run pretokenize.py"
+        )
+    return meta
+
+
+@torch.no_grad()
+def build_token_cache(
+    encode: Callable[[torch.Tensor], torch.Tensor],
+    splits: dict[str, Dataset],
+    cache_dir: str | Path,
+    *,
+    tokenizer_hash: str,
+    data_fingerprint: str,
+    codebook_size: int,
+    token_grid: Iterable[int],
+    num_classes: int,
+    batch_size: int = 64,
+    flip_splits: Iterable[str] = ("train",),
+    rank: int = 0,
+    world_size: int = 1,
+    barrier: Callable[[], None] = lambda: None,
+    progress: bool = True,
+) -> dict:
+    """Encode ``splits`` (name → dataset of ``{"image", "label"}`` dicts) into ``cache_dir``; returns the meta.
+
+    ``encode(images (B, 3, H, W)) -> (B, h, w)`` is the tokenizer (moved to its device by the caller). Resumes a
+    partial cache built with the same tokenizer and data; refuses to overwrite one built with others."""
+    cache_dir = Path(cache_dir)
+    grid = [int(g) for g in token_grid]
+    num_tokens = int(np.prod(grid))
+    dtype = token_dtype(codebook_size)
+    old = read_meta(cache_dir)
+    if old and (old.get("tokenizer_hash"), old.get("data_fingerprint")) != (tokenizer_hash, data_fingerprint):
+        raise ConfigError(
+            f"{cache_dir} holds tokens of tokenizer {old.get('tokenizer_hash')} / data {old.get('data_fingerprint')}, "
+            f"not {tokenizer_hash} / {data_fingerprint}: choose another output dir"
+        )
+    if old and old.get("complete"):
+        return old
+    flips = set(flip_splits)
+    meta = {
+        "format": FORMAT,
+        "tokenizer_hash": tokenizer_hash,
+        "data_fingerprint": data_fingerprint,
+        "codebook_size": int(codebook_size),
+        "token_grid": grid,
+        "num_classes": int(num_classes),
+        "dtype": dtype.name,
+        "splits": {name: {"count": len(ds), "variants": 2 if name in flips else 1} for name, ds in splits.items()},
+        "complete": False,
+    }
+    if rank == 0:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        for name, info in meta["splits"].items():
+            num_chunks = -(-info["count"] // batch_size)
+            for suffix, shape, dt in (
+                ("tokens", (info["variants"], info["count"], num_tokens), dtype),
+                ("labels", (info["count"],), np.dtype(np.int64)),
+                ("done", (num_chunks,), np.dtype(np.uint8)),
+            ):
+                path = cache_dir / f"{name}.{suffix}.npy"
+                if not path.is_file():
+                    np.lib.format.open_memmap(path, mode="w+", dtype=dt, shape=shape).flush()
+        _write_meta(cache_dir, meta)
+    barrier()
+    for name, ds in splits.items():
+        tokens = np.load(cache_dir / f"{name}.tokens.npy", mmap_mode="r+")
+        labels = np.load(cache_dir / f"{name}.labels.npy", mmap_mode="r+")
+        done = np.load(cache_dir / f"{name}.done.npy", mmap_mode="r+")
+        todo = [c for c in range(rank, len(done), world_size) if not done[c]]
+        bar = _progress(todo, f"tokenize {name} (rank {rank})", progress and rank == 0)
+        for chunk in bar:
+            lo, hi = chunk * batch_size, min((chunk + 1) * batch_size, len(ds))
+            items = [ds[i] for i in range(lo, hi)]
+            if any(item is None for item in items):
+                raise ConfigError(f"{name}[{lo}:{hi}] has unreadable images: remove them before tokenizing")
+            images = torch.stack([item["image"] for item in items])
+            labels[lo:hi] = np.array([int(item["label"]) for item in items], dtype=np.int64)
+            tokens[0, lo:hi] = encode(images).flatten(1).cpu().numpy().astype(dtype)
+            if tokens.shape[0] == 2:
+                tokens[1, lo:hi] = encode(images.flip(-1)).flatten(1).cpu().numpy().astype(dtype)
+            tokens.flush()
+            labels.flush()
+            done[chunk] = 1
+            done.flush()
+    barrier()
+    if rank == 0:
+        missing = {n: int((np.load(cache_dir / f"{n}.done.npy") == 0).sum()) for n in splits}
+        if any(missing.values()):
+            raise RuntimeError(f"token cache {cache_dir}: chunks still missing {missing}")
+        meta["complete"] = True
+        _write_meta(cache_dir, meta)
+    barrier()
+    return meta
+
+
+def _progress(items: list, desc: str, enabled: bool):
+    if not enabled:
+        return items
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # pragma: no cover - tqdm comes with lightning's deps
+        return items
+    return tqdm(items, desc=desc, unit="batch")
+
+
+class TokenCacheDataset(Dataset):
+    """One split of a token cache: item ``i`` of ``variants · N`` → ``{"tokens": (h·w,) int64, "label", "index"}``
+    (index ``v · N + n`` is image n, flipped when ``v = 1``)."""
+
+    def __init__(self, cache_dir: str | Path, split: str) -> None:
+        self.cache_dir, self.split = Path(cache_dir), split
+        meta = check_cache(cache_dir)
+        if split not in meta["splits"]:
+            raise ConfigError(f"token cache {cache_dir} has no split {split!r} (has {sorted(meta['splits'])})")
+        self.meta = meta
+        self.count, self.variants = meta["splits"][split]["count"], meta["splits"][split]["variants"]
+        self._tokens: np.ndarray | None = None
+        self._labels: np.ndarray | None = None
+
+    def _open(self) -> None:  # lazily, so each DataLoader worker maps the files itself
+        self._tokens = np.load(self.cache_dir / f"{self.split}.tokens.npy", mmap_mode="r")
+        self._labels = np.load(self.cache_dir / f"{self.split}.labels.npy", mmap_mode="r")
+
+    def __len__(self) -> int:
+        return self.count * self.variants
+
+    def __getitem__(self, index: int) -> dict:
+        if self._tokens is None:
+            self._open()
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        variant, n = divmod(index, self.count)
+        return {
+            "tokens": torch.from_numpy(self._tokens[variant, n].astype(np.int64)),
+            "label": int(self._labels[n]),
+            "index": index,
+        }
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.meta["num_classes"])

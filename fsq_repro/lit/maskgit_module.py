@@ -1,0 +1,129 @@
+"""Lightning module for Stage II: MaskGIT over frozen tokenizer tokens (FSQ paper §4.3; MaskGIT §3.2).
+
+Per batch of cached tokens ``(B, N)``: mask ``max(mask_schedule(r), min_mask_rate)`` of each row (``r ~ U(0,1)``,
+``generation/masking.py``), replace them by MASK, predict them with the bidirectional transformer given the class
+token (dropped to the null class with p = 0.1 inside the class embedder), cross-entropy with label smoothing 0.1 on
+the masked positions only. AdamW β = (0.9, 0.96), lr 1e-4, weight decay 0.045, 5k linear warm-up then cosine decay
+(hyperparameters.md). Logs loss and masked-token accuracy; at validation, also class-conditional samples decoded by
+the tokenizer when one is attached (the tokenizer is never part of the training loop or the checkpoint).
+"""
+
+from __future__ import annotations
+
+import math
+
+import lightning.pytorch as pl
+import torch
+import torch.nn.functional as F
+
+from fsq_repro.generation.masking import random_token_mask
+from fsq_repro.generation.sampler import sample_with_model
+from fsq_repro.nets.transformer import MaskGITTransformer
+
+
+def masked_token_loss(
+    logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor, label_smoothing: float = 0.1
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cross-entropy (with label smoothing) and accuracy over the masked positions only.
+
+    ``logits (B, N, C)``, ``targets (B, N)``, ``mask (B, N)`` bool → two scalars."""
+    picked_logits, picked_targets = logits[mask].float(), targets[mask]
+    loss = F.cross_entropy(picked_logits, picked_targets, label_smoothing=label_smoothing)
+    accuracy = (picked_logits.argmax(-1) == picked_targets).float().mean()
+    return loss, accuracy
+
+
+def warmup_cosine(step: int, warmup_steps: int, total_steps: int, final_fraction: float = 0.0) -> float:
+    """LR multiplier: linear warm-up over ``warmup_steps``, then cosine from 1 to ``final_fraction`` at
+    ``total_steps``."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+    return final_fraction + (1 - final_fraction) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+class MaskGITModule(pl.LightningModule):
+    def __init__(
+        self,
+        model: MaskGITTransformer,
+        lr: float = 1e-4,  # hyperparameters.md (MaskGIT)
+        betas: tuple[float, float] = (0.9, 0.96),  # hyperparameters.md (MaskGIT)
+        weight_decay: float = 0.045,  # hyperparameters.md (MaskGIT)
+        warmup_steps: int = 5000,  # hyperparameters.md (MaskGIT)
+        total_steps: int = 1_000_000,
+        min_mask_rate: float = 0.45,  # FSQ paper §4.3
+        mask_schedule: str = "cosine",  # MaskGIT §3.2
+        label_smoothing: float = 0.1,  # MaskGIT
+        sampler: dict | None = None,
+        num_sample_images: int = 4,
+        max_sample_classes: int = 16,
+        compile: bool = False,
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.lr, self.betas, self.weight_decay = lr, tuple(betas), weight_decay
+        self.warmup_steps, self.total_steps = int(warmup_steps), int(total_steps)
+        self.min_mask_rate, self.mask_schedule, self.label_smoothing = min_mask_rate, mask_schedule, label_smoothing
+        self.sampler = dict(sampler or {})
+        self.num_sample_images, self.max_sample_classes = num_sample_images, max_sample_classes
+        self.forward_fn = torch.compile(model) if compile else model
+        self.tokenizer = None  # optional, attached with `attach_tokenizer` for sample grids; not a sub-module
+        self.last_val_grid: torch.Tensor | None = None
+
+    def attach_tokenizer(self, tokenizer) -> None:
+        object.__setattr__(self, "tokenizer", tokenizer)  # bypass nn.Module registration: not in state_dict
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["model_config"] = self.model.config()
+
+    def configure_optimizers(self):
+        decay = [p for n, p in self.model.named_parameters() if p.ndim >= 2 and "norm" not in n]
+        no_decay = [p for n, p in self.model.named_parameters() if not (p.ndim >= 2 and "norm" not in n)]
+        opt = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": self.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=self.lr,
+            betas=self.betas,
+        )
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda step: warmup_cosine(step, self.warmup_steps, self.total_steps)
+        )
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+    def _masked_step(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        tokens = batch["tokens"]
+        b, n = tokens.shape
+        mask = random_token_mask(b, n, self.min_mask_rate, self.mask_schedule, device=tokens.device)
+        inputs = torch.where(mask, torch.full_like(tokens, self.model.mask_token_id), tokens)
+        class_ids = self.model.class_embedder(batch["label"])  # label dropout while training
+        logits = self.forward_fn(inputs, class_ids)
+        loss, accuracy = masked_token_loss(logits, tokens, mask, self.label_smoothing)
+        return loss, accuracy, mask.float().mean()
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        loss, accuracy, ratio = self._masked_step(batch)
+        b = batch["tokens"].shape[0]
+        self.log("train/loss", loss.detach(), prog_bar=True, batch_size=b)
+        self.log_dict({"train/masked_accuracy": accuracy, "train/mask_ratio": ratio}, batch_size=b)
+        return loss
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        loss, accuracy, _ = self._masked_step(batch)
+        b = batch["tokens"].shape[0]
+        self.log("val/loss", loss, sync_dist=True, prog_bar=True, batch_size=b)
+        self.log("val/masked_accuracy", accuracy, sync_dist=True, batch_size=b)
+
+    def on_validation_epoch_end(self) -> None:
+        if self.tokenizer is None or self.trainer.sanity_checking or not self.trainer.is_global_zero:
+            return
+        self.last_val_grid = self.sample_images(self.num_sample_images, generator_seed=0)
+
+    @torch.no_grad()
+    def sample_images(self, per_class: int, generator_seed: int = 0, **sampler_overrides) -> torch.Tensor:
+        """``per_class`` samples of each of the first ``max_sample_classes`` classes, decoded:
+        ``(K·per_class, 3, H, W)``, one class per row of ``per_class`` images."""
+        k = min(self.model.num_classes, self.max_sample_classes)
+        labels = torch.arange(k, device=self.device).repeat_interleave(per_class)
+        generator = torch.Generator(device=self.device).manual_seed(generator_seed)
+        tokens = sample_with_model(self.model, labels, generator=generator, **{**self.sampler, **sampler_overrides})
+        h, w = self.tokenizer.token_grid
+        return self.tokenizer.decode(tokens.view(-1, h, w)).clamp(-1, 1).float().cpu()

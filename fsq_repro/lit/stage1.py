@@ -1,0 +1,69 @@
+"""Stage I of ``train.py``: train the tokenizer (FSQ paper §4.1/§4.3) and export ``<run>/tokenizer.pt``."""
+
+from __future__ import annotations
+
+import time
+
+import lightning.pytorch as pl
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from fsq_repro.artifacts import save_tokenizer
+from fsq_repro.data.fingerprint import data_fingerprint
+from fsq_repro.lit.callbacks import ImageGridLogger
+from fsq_repro.lit.stages import build_trainer, count_parameters, plain, resume_path, run_dir, write_json
+from fsq_repro.lit.tokenizer_module import TokenizerModule
+
+
+def stage_stage1(cfg: DictConfig) -> dict:
+    """Train the tokenizer (FSQ paper §4.1/§4.3 Stage I) and export ``<run>/tokenizer.pt`` from the EMA weights."""
+    out = run_dir(cfg) / "tokenizer.pt"
+    if cfg.get("tokenizer"):
+        print(f"  skipped: tokenizer={cfg.tokenizer} given")
+        return {"tokenizer": str(cfg.tokenizer)}
+    if out.is_file():
+        print(f"  skipped: {out} exists")
+        return {"tokenizer": str(out)}
+    pl.seed_everything(int(cfg.seed), workers=True)
+    stage_cfg = cfg.model.stage1
+    fingerprint = data_fingerprint(plain(cfg.data))
+    dm = instantiate(cfg.data)
+    tokenizer = instantiate(stage_cfg.tokenizer)(quantizer=instantiate(cfg.quantizer))
+    loss = instantiate(cfg.loss)
+    discriminator = instantiate(stage_cfg.discriminator) if loss.gan_weight > 0 else None
+    module = TokenizerModule(tokenizer, loss, discriminator, **plain(stage_cfg.optim), data_fingerprint=fingerprint)
+    grids = ImageGridLogger(run_dir(cfg) / "stage1", name="reconstructions", nrow=8)
+    trainer = build_trainer(cfg, "stage1", stage_cfg, [grids])
+    params = {
+        "encoder": count_parameters(tokenizer.encoder),
+        "decoder": count_parameters(tokenizer.decoder),
+        "quantizer": count_parameters(tokenizer.quantizer),
+        "discriminator": count_parameters(discriminator),
+    }
+    print(f"  parameters: {params}; token grid {tokenizer.token_grid}, codebook {tokenizer.codebook_size}")
+    start = time.perf_counter()
+    trainer.fit(module, datamodule=dm, ckpt_path=resume_path(cfg, "stage1"))
+    fit_seconds = time.perf_counter() - start
+    if trainer.interrupted:
+        raise SystemExit("stage1 was interrupted; re-run the same command (same run dir) to resume")
+    # Final numbers on the whole validation split (usage needs all of it), EMA weights.
+    trainer.limit_val_batches = 1.0 if not trainer.fast_dev_run else 1
+    val = {k: float(v) for k, v in trainer.validate(module, datamodule=dm, verbose=False)[0].items()}
+    summary = {
+        "stage": "stage1",
+        "steps": int(trainer.global_step),
+        "fit_seconds": round(fit_seconds, 2),
+        "seconds_per_step": round(fit_seconds / max(1, trainer.global_step), 4),
+        "parameters": params,
+        "codebook_size": tokenizer.codebook_size,
+        "token_grid": list(tokenizer.token_grid),
+        "quantizer": tokenizer.quantizer.config(),
+        "data": cfg.data.get("name"),
+        "data_fingerprint": fingerprint,
+        "val": val,
+    }
+    if trainer.is_global_zero:
+        save_tokenizer(out, module.ema, fingerprint, extra={"experiment": cfg.experiment_name, "val": val})
+        write_json(run_dir(cfg) / "stage1.json", summary)
+        print(f"  wrote {out}; val: " + ", ".join(f"{k}={v:.4g}" for k, v in val.items()))
+    return summary

@@ -1,0 +1,177 @@
+"""The ``tokenize`` and ``stage2`` stages of ``train.py`` (FSQ paper §4.3: MaskGIT on frozen Stage I tokens).
+
+``tokenize``: encode ``data`` once with the tokenizer (``tokenizer=path`` or the run's ``tokenizer.pt``) into
+``<run>/tokens`` (``data/token_cache.py``). ``stage2``: train ``MaskGITTransformer`` on that cache and write
+``<run>/maskgit.pt`` plus a class-conditional sample grid. Both are skipped when their artifact is complete.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from pathlib import Path
+
+import lightning.pytorch as pl
+import torch
+import torch.distributed as dist
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from fsq_repro.artifacts import load_tokenizer, save_maskgit
+from fsq_repro.data.fingerprint import data_fingerprint
+from fsq_repro.data.token_cache import build_token_cache, check_cache, file_hash, read_meta
+from fsq_repro.errors import ConfigError
+from fsq_repro.lit.callbacks import ImageGridLogger
+from fsq_repro.lit.datamodules import TokenDataModule
+from fsq_repro.lit.maskgit_module import MaskGITModule
+from fsq_repro.lit.stages import build_trainer, count_parameters, plain, resume_path, run_dir, write_json
+from fsq_repro.nets.transformer import check_vocabulary
+
+
+def tokenizer_path(cfg: DictConfig) -> Path:
+    path = Path(cfg.tokenizer) if cfg.get("tokenizer") else run_dir(cfg) / "tokenizer.pt"
+    if not path.is_file():
+        raise ConfigError(f"no tokenizer at {path}: run stage1 first or pass tokenizer=/path/to/tokenizer.pt")
+    return path
+
+
+def cache_path(cfg: DictConfig) -> Path:
+    return Path(cfg.get("token_cache") or run_dir(cfg) / "tokens")
+
+
+def _wait_for(predicate, what: str, timeout_s: float = 24 * 3600) -> None:
+    """Ranks > 0 of a pipeline launched by Lightning's DDP wait for rank 0's artifact (no process group yet)."""
+    start = time.monotonic()
+    while not predicate():
+        if time.monotonic() - start > timeout_s:
+            raise RuntimeError(f"timed out waiting for {what}")
+        time.sleep(2)
+
+
+def tokenize(
+    cfg: DictConfig, tok_path: Path, out: Path, batch_size: int | None = None, device: str | None = None
+) -> dict:
+    """Build (or resume, or reuse) the token cache of ``cfg.data`` under ``out``; sharded when torch.distributed
+    is initialised (``torchrun pretokenize.py``)."""
+    tok_hash, fingerprint = file_hash(tok_path), data_fingerprint(plain(cfg.data))
+    meta = read_meta(out)
+    if meta and meta.get("complete") and meta.get("tokenizer_hash") == tok_hash:
+        return check_cache(out, tok_hash, fingerprint)
+    env_rank, env_world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    if dist.is_available() and dist.is_initialized():
+        rank, world, barrier = dist.get_rank(), dist.get_world_size(), dist.barrier
+    elif env_world > 1 and env_rank > 0:  # a non-zero rank of a DDP pipeline: rank 0 tokenizes alone
+        _wait_for(lambda: (read_meta(out) or {}).get("complete"), f"{out}/meta.json")
+        return check_cache(out, tok_hash, fingerprint)
+    else:
+        rank, world, barrier = 0, 1, lambda: None
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    tokenizer = load_tokenizer(tok_path, device=device)
+    if tokenizer.resolution != int(cfg.data.resolution):
+        raise ConfigError(
+            f"data.resolution={cfg.data.resolution} but the tokenizer was trained at {tokenizer.resolution} px"
+        )
+    dm = instantiate(cfg.data)
+    dm.setup("fit")
+
+    def encode(images: torch.Tensor) -> torch.Tensor:
+        return tokenizer.encode(images.to(device, non_blocking=True))
+
+    return build_token_cache(
+        encode,
+        {"train": dm.train_set, "val": dm.val_set},
+        out,
+        tokenizer_hash=tok_hash,
+        data_fingerprint=fingerprint,
+        codebook_size=tokenizer.codebook_size,
+        token_grid=tokenizer.token_grid,
+        num_classes=dm.num_classes,
+        batch_size=batch_size or int(cfg.data.batch_size),
+        rank=rank,
+        world_size=world,
+        barrier=barrier,
+    )
+
+
+def stage_tokenize(cfg: DictConfig) -> dict:
+    out = cache_path(cfg)
+    start = time.perf_counter()
+    meta = tokenize(cfg, tokenizer_path(cfg), out)
+    counts = {k: v["count"] * v["variants"] for k, v in meta["splits"].items()}
+    print(f"  token cache {out}: {counts} sequences of {meta['token_grid']} ({time.perf_counter() - start:.1f} s)")
+    return meta
+
+
+def stage_stage2(cfg: DictConfig) -> dict:
+    """Train MaskGIT on the token cache; write ``<run>/maskgit.pt`` and ``<run>/stage2/samples.png``."""
+    out = run_dir(cfg) / "maskgit.pt"
+    if out.is_file():
+        print(f"  skipped: {out} exists")
+        return {"maskgit": str(out)}
+    tok_path = tokenizer_path(cfg)
+    tok_hash = file_hash(tok_path)
+    pl.seed_everything(int(cfg.seed), workers=True)
+    stage_cfg = cfg.model.stage2
+    dm = TokenDataModule(
+        str(cache_path(cfg)),
+        batch_size=stage_cfg.batch_size,
+        num_workers=stage_cfg.get("num_workers", 0),
+        tokenizer_hash=tok_hash,
+        data_fingerprint=data_fingerprint(plain(cfg.data)),
+    )
+    tokenizer = load_tokenizer(tok_path)
+    num_tokens = math.prod(dm.meta["token_grid"])
+    model = instantiate(stage_cfg.transformer)(
+        codebook_size=dm.meta["codebook_size"], num_classes=dm.num_classes, num_tokens=num_tokens
+    )
+    data_classes = int(cfg.data.get("num_classes") or dm.num_classes)
+    check_vocabulary(model.codebook_size, tokenizer.codebook_size, model.num_classes, data_classes)
+    max_steps = int(cfg.trainer.get("max_steps") or stage_cfg.max_steps)
+    module = MaskGITModule(
+        model,
+        **plain(stage_cfg.optim),
+        total_steps=max_steps,
+        min_mask_rate=stage_cfg.min_mask_rate,
+        mask_schedule=stage_cfg.mask_schedule,
+        label_smoothing=stage_cfg.label_smoothing,
+        sampler=plain(cfg.sampler),
+        num_sample_images=stage_cfg.get("num_sample_images", 4),
+        compile=stage_cfg.get("compile", False),
+    )
+    module.attach_tokenizer(tokenizer)
+    grids = ImageGridLogger(run_dir(cfg) / "stage2", name="samples", nrow=module.num_sample_images, upscale=2)
+    trainer = build_trainer(cfg, "stage2", stage_cfg, [grids, _TokenizerToDevice()])
+    params = count_parameters(model)
+    print(f"  transformer: {params / 1e6:.2f} M parameters, {num_tokens} tokens, vocabulary {model.vocab_size}")
+    start = time.perf_counter()
+    trainer.fit(module, datamodule=dm, ckpt_path=resume_path(cfg, "stage2"))
+    fit_seconds = time.perf_counter() - start
+    if trainer.interrupted:
+        raise SystemExit("stage2 was interrupted; re-run the same command (same run dir) to resume")
+    trainer.limit_val_batches = 1.0 if not trainer.fast_dev_run else 1
+    val = {k: float(v) for k, v in trainer.validate(module, datamodule=dm, verbose=False)[0].items()}
+    summary = {
+        "stage": "stage2",
+        "steps": int(trainer.global_step),
+        "fit_seconds": round(fit_seconds, 2),
+        "seconds_per_step": round(fit_seconds / max(1, trainer.global_step), 4),
+        "parameters": params,
+        "num_tokens": num_tokens,
+        "vocab_size": model.vocab_size,
+        "tokenizer_hash": tok_hash,
+        "val": val,
+    }
+    if trainer.is_global_zero:
+        save_maskgit(out, model, tok_hash, extra={"experiment": cfg.experiment_name, "sampler": plain(cfg.sampler)})
+        write_json(run_dir(cfg) / "stage2.json", summary)
+        print(f"  wrote {out}; val: " + ", ".join(f"{k}={v:.4g}" for k, v in val.items()))
+    return summary
+
+
+class _TokenizerToDevice(pl.Callback):
+    """Keep the attached (non-module) tokenizer on the module's device for sample grids."""
+
+    def on_validation_start(self, trainer: pl.Trainer, pl_module: MaskGITModule) -> None:
+        if pl_module.tokenizer is not None:
+            pl_module.tokenizer.to(pl_module.device)

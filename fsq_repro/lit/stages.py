@@ -1,0 +1,109 @@
+"""What every training stage of ``train.py`` shares (the FSQ paper's two-stage pipeline, §4): the run dir, Trainer,
+logger and callback assembly, resume paths, atomic JSON.
+
+Each stage writes its artifact into the run dir and is skipped when that artifact already exists, so re-running a
+crashed pipeline in the same dir continues where it stopped. Stage-specific lengths (``max_steps``,
+``val_check_interval``, ``limit_val_batches``) come from ``model/stage1|stage2``; anything set in ``trainer`` (e.g.
+``trainer.max_steps=...``, ``debug=fast``) wins.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import lightning.pytorch as pl
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from fsq_repro.errors import ConfigError
+
+
+def run_dir(cfg: DictConfig) -> Path:
+    return Path(cfg.paths.output_dir)
+
+
+def plain(node) -> object:
+    """A resolved plain container (what checkpoints, hparams and ``results.json`` may hold)."""
+    return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
+
+
+def write_json(path: Path, payload: dict) -> Path:
+    """Atomic JSON write (temp name + rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, default=float) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def build_loggers(cfg: DictConfig, stage: str) -> list:
+    """Every logger of ``logger=...``, one sub-run per stage (CSV/TB: ``<run>/<logger>/<stage>``; W&B: job_type)."""
+    loggers = []
+    for conf in (cfg.get("logger") or {}).values():
+        if not conf or "_target_" not in conf:
+            continue
+        kind = conf._target_.rsplit(".", 1)[-1]
+        overrides = {}
+        if kind in ("CSVLogger", "TensorBoardLogger"):
+            overrides = {"version": stage}
+        elif kind == "WandbLogger":
+            overrides = {"name": f"{conf.get('name')}-{stage}", "job_type": stage}
+        logger = instantiate(conf, **overrides)
+        logger.log_hyperparams(plain(cfg))
+        loggers.append(logger)
+    return loggers
+
+
+def build_callbacks(cfg: DictConfig, stage: str, has_logger: bool = True) -> list:
+    callbacks = []
+    for conf in (cfg.get("callbacks") or {}).values():
+        if not conf or "_target_" not in conf:
+            continue
+        if conf._target_.endswith("LearningRateMonitor") and not has_logger:
+            continue  # it refuses to run without a logger (e.g. debug=fast)
+        overrides = {}
+        if conf._target_.endswith("ModelCheckpoint"):
+            overrides = {"dirpath": str(run_dir(cfg) / "checkpoints" / stage)}
+        callbacks.append(instantiate(conf, **overrides))
+    return callbacks
+
+
+def build_trainer(cfg: DictConfig, stage: str, stage_cfg: DictConfig, callbacks: list) -> pl.Trainer:
+    """``trainer=...`` + the stage's length; keys given in ``trainer`` take precedence over the stage's."""
+    max_steps = int(cfg.trainer.get("max_steps") or stage_cfg.max_steps)
+    defaults = {
+        "max_steps": max_steps,
+        "val_check_interval": min(int(stage_cfg.val_check_interval), max_steps),
+        "check_val_every_n_epoch": None,  # validate every `val_check_interval` batches, across epoch boundaries
+        "limit_val_batches": stage_cfg.get("limit_val_batches", 1.0),
+        "num_sanity_val_steps": 0,
+    }
+    kwargs = {k: v for k, v in defaults.items() if cfg.trainer.get(k) is None}
+    loggers = build_loggers(cfg, stage)
+    callbacks = build_callbacks(cfg, stage, bool(loggers)) + callbacks
+    checkpointing = any(isinstance(c, pl.callbacks.ModelCheckpoint) for c in callbacks)
+    return instantiate(
+        cfg.trainer, **kwargs, callbacks=callbacks, logger=loggers or False, enable_checkpointing=checkpointing
+    )
+
+
+def resume_path(cfg: DictConfig, stage: str) -> str | None:
+    """``ckpt_path``: ``null`` → the stage's ``last.ckpt`` in the run dir if there is one (automatic resume);
+    ``last`` → that file (error if absent); anything else → that path."""
+    last = run_dir(cfg) / "checkpoints" / stage / "last.ckpt"
+    ckpt = cfg.get("ckpt_path")
+    if ckpt is None:
+        return str(last) if last.is_file() else None
+    if ckpt == "last":
+        if not last.is_file():
+            raise ConfigError(f"ckpt_path=last but {last} does not exist (set paths.output_dir to the run to resume)")
+        return str(last)
+    if not Path(ckpt).is_file():
+        raise ConfigError(f"ckpt_path={ckpt} does not exist")
+    return str(ckpt)
+
+
+def count_parameters(module: torch.nn.Module | None) -> int:
+    return sum(p.numel() for p in module.parameters()) if module is not None else 0

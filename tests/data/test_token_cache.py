@@ -1,0 +1,89 @@
+"""The Stage II token cache: exact round trip, flips, resume after a crash, refusal of a foreign cache."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from fsq_repro.data.token_cache import TokenCacheDataset, build_token_cache, check_cache, token_dtype
+from fsq_repro.errors import ConfigError
+
+
+class Images(torch.utils.data.Dataset):
+    def __init__(self, n: int) -> None:
+        g = torch.Generator().manual_seed(n)
+        self.images = torch.rand(n, 3, 8, 8, generator=g) * 2 - 1
+        self.labels = torch.arange(n) % 3
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> dict:
+        return {"image": self.images[i], "label": int(self.labels[i])}
+
+
+def encode(images: torch.Tensor) -> torch.Tensor:
+    """A stand-in tokenizer: 2×2 grid of codes from the quadrant means (order-sensitive, so flips differ)."""
+    q = torch.nn.functional.avg_pool2d(images, 4)  # (B, 3, 2, 2)
+    return ((q[:, 0] + 1) * 499).long().clamp(0, 999)  # (B, 2, 2)
+
+
+def _build(splits, cache: Path, **kw):
+    args = dict(tokenizer_hash="tokA", data_fingerprint="dataA", codebook_size=1000, token_grid=(2, 2), num_classes=3)
+    args.update(kw)
+    return build_token_cache(encode, splits, cache, batch_size=4, progress=False, **args)
+
+
+def test_round_trip_and_flips(tmp_path: Path) -> None:
+    train, val = Images(10), Images(5)
+    meta = _build({"train": train, "val": val}, tmp_path / "c")
+    assert meta["complete"] and meta["dtype"] == "uint16" and meta["num_classes"] == 3
+    ds = TokenCacheDataset(tmp_path / "c", "train")
+    assert len(ds) == 20 and len(TokenCacheDataset(tmp_path / "c", "val")) == 5
+    for i in range(10):
+        assert torch.equal(ds[i]["tokens"], encode(train.images[i : i + 1]).flatten())
+        assert torch.equal(ds[10 + i]["tokens"], encode(train.images[i : i + 1].flip(-1)).flatten())
+        assert ds[i]["label"] == ds[10 + i]["label"] == i % 3
+
+
+def test_resume_after_a_crash_gives_the_same_cache(tmp_path: Path) -> None:
+    train, val = Images(13), Images(3)
+    _build({"train": train, "val": val}, tmp_path / "ref")
+    calls = {"n": 0}
+
+    def crashing(images):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt
+        return encode(images)
+
+    with pytest.raises(KeyboardInterrupt):
+        build_token_cache(crashing, {"train": train, "val": val}, tmp_path / "c", tokenizer_hash="tokA",
+                          data_fingerprint="dataA", codebook_size=1000, token_grid=(2, 2), num_classes=3,
+                          batch_size=4, progress=False)  # fmt: skip
+    with pytest.raises(ConfigError, match="incomplete"):
+        TokenCacheDataset(tmp_path / "c", "train")
+    done_before = np.load(tmp_path / "c" / "train.done.npy").copy()
+    assert 0 < done_before.sum() < len(done_before)
+    _build({"train": train, "val": val}, tmp_path / "c")
+    for split in ("train", "val"):
+        a = np.load(tmp_path / "ref" / f"{split}.tokens.npy")
+        b = np.load(tmp_path / "c" / f"{split}.tokens.npy")
+        assert np.array_equal(a, b)
+
+
+def test_a_cache_from_another_tokenizer_or_dataset_is_refused(tmp_path: Path) -> None:
+    _build({"train": Images(4), "val": Images(2)}, tmp_path / "c")
+    with pytest.raises(ConfigError, match="built with tokenizer tokA, not with the given tokenizer tokB"):
+        check_cache(tmp_path / "c", "tokB", "dataA")
+    with pytest.raises(ConfigError, match="built from data dataA, not from the configured data dataB"):
+        check_cache(tmp_path / "c", "tokA", "dataB")
+    with pytest.raises(ConfigError, match="choose another output dir"):
+        _build({"train": Images(4), "val": Images(2)}, tmp_path / "c", tokenizer_hash="tokB")
+
+
+def test_dtype_by_codebook_size() -> None:
+    assert token_dtype(65536) == np.uint16 and token_dtype(65537) == np.int32

@@ -1,0 +1,77 @@
+"""The two-stage pipeline from the command line on the embedded shapes: tokenizer → token cache → MaskGIT →
+samples, ``fast_dev_run`` of the ImageNet MaskGIT experiments, and the startup checks between stages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from fsq_repro.artifacts import load_maskgit, read_tokenizer_file
+from tests.conftest import assert_ok, run_cli
+
+TINY_DATA = ["data.train.size=96", "data.val.size=32", "data.batch_size=16"]
+
+
+@pytest.mark.slow
+def test_shapes_pipeline_end_to_end(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    proc = assert_ok(
+        run_cli(
+            "train.py", run, "experiment=maskgit_shapes", *TINY_DATA, "trainer.max_steps=4",
+            "trainer.log_every_n_steps=1", "model.stage1.val_check_interval=2", "model.stage2.val_check_interval=2",
+            "model.stage2.batch_size=16", "model.stage2.num_sample_images=2",
+        )
+    )  # fmt: skip
+    for artifact in ("tokenizer.pt", "tokens/meta.json", "maskgit.pt", "stage2/samples.png", "stage1.json"):
+        assert (run / artifact).exists(), artifact
+    assert "token cache" in proc.stdout
+    model = load_maskgit(run / "maskgit.pt")
+    assert model.codebook_size == 125 and model.num_tokens == 64 and model.num_classes == 10
+    metrics = (run / "csv" / "stage2" / "metrics.csv").read_text().splitlines()[0]
+    assert "train/loss" in metrics and "train/masked_accuracy" in metrics and "val/loss" in metrics
+
+    # samples in the ADM format
+    samples = tmp_path / "samples"
+    assert_ok(run_cli("sample.py", samples, f"run={run}", "num_per_class=2", "batch_size=8"))
+    with np.load(samples / "samples.npz") as z:
+        assert z["arr_0"].shape == (20, 32, 32, 3) and z["arr_0"].dtype == np.uint8
+        assert np.array_equal(z["arr_1"], np.repeat(np.arange(10), 2))
+    assert (samples / "samples.png").is_file()
+
+    # re-running the finished pipeline skips every stage
+    again = assert_ok(run_cli("train.py", run, "experiment=maskgit_shapes", *TINY_DATA))
+    assert again.stdout.count("skipped") == 2 and "token cache" in again.stdout
+
+    # a cache built with another tokenizer is refused with both hashes named
+    payload = read_tokenizer_file(run / "tokenizer.pt")
+    payload["extra"]["note"] = "another tokenizer"
+    torch.save(payload, tmp_path / "other.pt")
+    bad = run_cli(
+        "train.py", tmp_path / "run2", "experiment=maskgit_shapes", *TINY_DATA, "stages=[stage2]",
+        f"tokenizer={tmp_path / 'other.pt'}", f"token_cache={run / 'tokens'}",
+    )  # fmt: skip
+    assert bad.returncode == 2, bad.stderr
+    last = bad.stderr.strip().splitlines()[-1]
+    assert (
+        last.startswith("error: token cache") and "was built with tokenizer" in last and "Traceback" not in bad.stderr
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("experiment", ["maskgit_fsq", "maskgit_vq"])
+def test_fast_dev_run_of_the_maskgit_experiments(experiment: str, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    assert_ok(
+        run_cli(
+            "train.py", run, f"experiment={experiment}", "debug=fast", "data=shapes", "data.train.size=8",
+            "data.val.size=4", "data.batch_size=2", "model.stage2.batch_size=2", "model.stage2.compile=false",
+            "model.stage2.num_sample_images=1", "model.stage2.num_workers=0",
+            "loss.perceptual_weight=0",  # no VGG-16 file here; the LPIPS path is tested in tests/losses
+        )
+    )  # fmt: skip
+    model = load_maskgit(run / "maskgit.pt")
+    assert model.arch["depth"] == 24 and model.arch["hidden_dim"] == 768  # the paper-size transformer
+    assert model.codebook_size == (1000 if experiment == "maskgit_fsq" else 1024)
