@@ -12,6 +12,7 @@ It is written to a temporary name and renamed, so a crash never leaves a half-wr
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 from pathlib import Path
@@ -147,3 +148,12 @@ def load_maskgit(path: str | Path, tokenizer_hash: str | None = None, device: st
     model.load_state_dict(payload["state_dict"])
     model.tokenizer_hash = payload["tokenizer_hash"]
     return model.to(device).eval()
+
+
+def write_json(path: Path, payload: dict) -> Path:
+    """Atomic JSON write (temp name + rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, default=float) + "\n")
+    tmp.replace(path)
+    return path

@@ -120,15 +120,11 @@ def run_train(cfg: DictConfig) -> None:
         STAGES[stage](cfg)
 
 
-def _not_yet(what: str, cfg: DictConfig) -> None:
-    print(_summary(cfg))
-    print(OmegaConf.to_yaml(cfg, resolve=False))
-    raise ConfigError(f"`{what}` is not implemented yet")
-
-
 @one_line_errors
 def run_eval(cfg: DictConfig) -> None:
-    _not_yet(f"eval.py task={cfg.get('task')}", cfg)
+    from fsq_repro.evaluation import run_task
+
+    run_task(cfg, Path(cfg.get("out") or _output_dir(cfg)))
 
 
 def maybe_init_distributed() -> tuple[int, int]:

@@ -30,6 +30,12 @@ def run_distributed(script: Path, *args: str, nproc: int = 2, timeout: int = 300
     return proc
 
 
+@pytest.fixture(scope="session")
+def shapes_cache_dir(tmp_path_factory) -> Path:
+    """One cache dir per test session, so the shapes feature classifier is trained once for all tests."""
+    return tmp_path_factory.mktemp("cache")
+
+
 @pytest.fixture
 def repo_root() -> Path:
     return ROOT

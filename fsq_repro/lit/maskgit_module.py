@@ -111,11 +111,9 @@ class MaskGITModule(pl.LightningModule):
         b = batch["tokens"].shape[0]
         self.log("val/loss", loss, sync_dist=True, prog_bar=True, batch_size=b)
         self.log("val/masked_accuracy", accuracy, sync_dist=True, batch_size=b)
-
-    def on_validation_epoch_end(self) -> None:
-        if self.tokenizer is None or self.trainer.sanity_checking or not self.trainer.is_global_zero:
-            return
-        self.last_val_grid = self.sample_images(self.num_sample_images, generator_seed=0)
+        # samples here, not in on_validation_epoch_end: callbacks' epoch-end hooks (the grid writer) run first
+        if batch_idx == 0 and self.tokenizer is not None and self.trainer.is_global_zero:
+            self.last_val_grid = self.sample_images(self.num_sample_images, generator_seed=0)
 
     @torch.no_grad()
     def sample_images(self, per_class: int, generator_seed: int = 0, **sampler_overrides) -> torch.Tensor:

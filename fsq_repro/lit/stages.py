@@ -9,7 +9,6 @@ crashed pipeline in the same dir continues where it stopped. Stage-specific leng
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -17,6 +16,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from fsq_repro.artifacts import write_json  # noqa: F401  (re-exported for the stages)
 from fsq_repro.errors import ConfigError
 
 
@@ -27,15 +27,6 @@ def run_dir(cfg: DictConfig) -> Path:
 def plain(node) -> object:
     """A resolved plain container (what checkpoints, hparams and ``results.json`` may hold)."""
     return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
-
-
-def write_json(path: Path, payload: dict) -> Path:
-    """Atomic JSON write (temp name + rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, default=float) + "\n")
-    tmp.replace(path)
-    return path
 
 
 def build_loggers(cfg: DictConfig, stage: str) -> list:

@@ -3,6 +3,8 @@ samples, ``fast_dev_run`` of the ImageNet MaskGIT experiments, and the startup c
 
 from __future__ import annotations
 
+import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +18,7 @@ TINY_DATA = ["data.train.size=96", "data.val.size=32", "data.batch_size=16"]
 
 
 @pytest.mark.slow
-def test_shapes_pipeline_end_to_end(tmp_path: Path) -> None:
+def test_shapes_pipeline_end_to_end(tmp_path: Path, shapes_cache_dir: Path) -> None:
     run = tmp_path / "run"
     proc = assert_ok(
         run_cli(
@@ -25,7 +27,7 @@ def test_shapes_pipeline_end_to_end(tmp_path: Path) -> None:
             "model.stage2.batch_size=16", "model.stage2.num_sample_images=2",
         )
     )  # fmt: skip
-    for artifact in ("tokenizer.pt", "tokens/meta.json", "maskgit.pt", "stage2/samples.png", "stage1.json"):
+    for artifact in ("tokenizer.pt", "tokens/meta.json", "maskgit.pt", "stage2/samples_step2.png", "stage1.json"):
         assert (run / artifact).exists(), artifact
     assert "token cache" in proc.stdout
     model = load_maskgit(run / "maskgit.pt")
@@ -40,6 +42,25 @@ def test_shapes_pipeline_end_to_end(tmp_path: Path) -> None:
         assert z["arr_0"].shape == (20, 32, 32, 3) and z["arr_0"].dtype == np.uint8
         assert np.array_equal(z["arr_1"], np.repeat(np.arange(10), 2))
     assert (samples / "samples.png").is_file()
+
+    # every eval task on the embedded data, in the shapes classifier's feature space (FD-shapes, never "FID")
+    common = [f"run={run}", f"paths.cache_dir={shapes_cache_dir}", *TINY_DATA, "metrics.reference_size=96",
+              "metrics.num_per_class=2", "metrics.is_splits=2", "metrics.batch_size=16"]  # fmt: skip
+    results = {}
+    for task in ("ref_stats", "reconstruction", "sampling", "cfg_sweep", "compression"):
+        out = tmp_path / f"eval_{task}"
+        assert_ok(run_cli("eval.py", out, f"task={task}", *common, "cfg_scales=[0,1]"))
+        results[task] = json.loads((out / "results.json").read_text())
+    assert results["ref_stats"]["count"] == 96
+    rec = results["reconstruction"]
+    assert rec["metric_space"] == "FD-shapes" and rec["num_images"] == 32 and rec["rfd"] > 0 and 0 < rec["usage"] <= 1
+    assert 0 <= rec["rprecision"] <= 1 and rec["psnr"] > 5
+    smp = results["sampling"]
+    assert smp["num_images"] == 20 and smp["is"] >= 1 and smp["cfg_scale"] == 0.2 and "precision" in smp
+    assert [c["cfg_scale"] for c in results["cfg_sweep"]["curve"]] == [0.0, 1.0]
+    assert (tmp_path / "eval_cfg_sweep" / "cfg_sweep.png").is_file()
+    comp = results["compression"]
+    assert comp["num_images"] == 32 and 0 < comp["bits_per_token"] and comp["uniform_bits_per_token"] == math.log2(125)
 
     # re-running the finished pipeline skips every stage
     again = assert_ok(run_cli("train.py", run, "experiment=maskgit_shapes", *TINY_DATA))

@@ -1,0 +1,147 @@
+"""Feature extractors for FID / precision-recall / IS (reference/evaluation.md).
+
+The interface: a ``FeatureExtractor`` is a callable ``(images uint8 (B, 3, H, W)) -> {"features": (B, D) float32,
+"logits": (B, K) float32}`` with a ``name`` (which network and weights) and a ``label`` (what the Fréchet distance
+in its space is called in reports). Two implementations:
+
+* ``InceptionFeatures`` — the TF-ported Inception-V3 of the FID literature (torch-fidelity's
+  ``FeatureExtractorInceptionV3``: TF1-style bilinear resize to 299, pool3 2048-d, 1008 logits without bias, fp32).
+  Weights come from ``metrics.inception_weights=/path/weights-inception-2015-12-05-6726825d.pth`` or torch's hub
+  cache; absent → one-line ``ConfigError``. Only this extractor's distance is called **FID**.
+* ``ShapesClassifierFeatures`` — a small CNN trained once on the embedded shapes (cached by a hash of its recipe,
+  ~1 min on CPU on first use); its distance is **FD-shapes**, never FID.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fsq_repro.errors import ConfigError
+
+INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
+
+
+def find_inception_weights(path: str | Path | None) -> Path:
+    candidates = [Path(path)] if path else []
+    candidates.append(Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_FILE)
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise ConfigError(
+        f"Inception-V3 weights not found ({', '.join(map(str, candidates))}): pass "
+        f"metrics.inception_weights=/path/to/{INCEPTION_FILE} (torch-fidelity's TF-ported FID Inception)"
+    )
+
+
+class InceptionFeatures(nn.Module):
+    label = "FID"
+
+    def __init__(self, weights: str | Path | None = None) -> None:
+        super().__init__()
+        from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
+        path = find_inception_weights(weights)
+        try:  # refuse anything but plain tensors before torch-fidelity unpickles the file itself
+            torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as err:
+            raise ConfigError(f"{path} is not a plain Inception state dict ({type(err).__name__})") from None
+        self.net = FeatureExtractorInceptionV3("inception-v3-compat", ["2048", "logits_unbiased"], str(path))
+        self.name = f"inception-v3-tf:{path.name}"
+
+    @torch.no_grad()
+    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        features, logits = self.net(images)
+        return {"features": features.float(), "logits": logits.float()}
+
+
+class ShapesNet(nn.Module):
+    """A 3-conv classifier for 32 px shapes; ``features`` are its 128-d penultimate activations."""
+
+    def __init__(self, num_classes: int = 10) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(3, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(64, 128, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        )  # fmt: skip
+        self.head = nn.Linear(128, num_classes)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        features = self.body(x)
+        return features, self.head(features)
+
+
+SHAPES_RECIPE = {"net": "ShapesNet/v1", "resolution": 32, "train_size": 20000, "steps": 600, "batch": 128, "lr": 2e-3}
+
+
+def train_shapes_classifier(recipe: dict = SHAPES_RECIPE, seed: int = 0) -> tuple[ShapesNet, float]:
+    """Train on the shapes train split; returns the net and its accuracy on 2 000 val images."""
+    from fsq_repro.data.embedded import ShapesDataset
+
+    torch.manual_seed(seed)
+    train = ShapesDataset("train", size=recipe["train_size"], resolution=recipe["resolution"])
+    val = ShapesDataset("val", size=2000, resolution=recipe["resolution"])
+    net = ShapesNet(train.num_classes)
+    opt = torch.optim.Adam(net.parameters(), recipe["lr"])
+    loader = torch.utils.data.DataLoader(train, batch_size=recipe["batch"], shuffle=True, drop_last=True)
+    step = 0
+    while step < recipe["steps"]:
+        for batch in loader:
+            loss = F.cross_entropy(net(batch["image"])[1], batch["label"])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            step += 1
+            if step == recipe["steps"]:
+                break
+    net.eval()
+    with torch.no_grad():
+        val_loader = torch.utils.data.DataLoader(val, batch_size=500)
+        correct = sum(int((net(b["image"])[1].argmax(1) == b["label"]).sum()) for b in val_loader)
+    return net, correct / len(val)
+
+
+class ShapesClassifierFeatures(nn.Module):
+    label = "FD-shapes"
+
+    def __init__(self, cache_dir: str | Path, recipe: dict = SHAPES_RECIPE) -> None:
+        super().__init__()
+        key = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
+        path = Path(cache_dir) / f"shapes_classifier-{key}.pt"
+        if path.is_file():
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+            self.net = ShapesNet()
+            self.net.load_state_dict(payload["state_dict"])
+            self.val_accuracy = float(payload["val_accuracy"])
+        else:
+            print(f"training the shapes feature classifier once ({recipe['steps']} steps) -> {path}")
+            self.net, self.val_accuracy = train_shapes_classifier(recipe)
+            from fsq_repro.artifacts import atomic_torch_save
+
+            atomic_torch_save({"state_dict": self.net.state_dict(), "val_accuracy": self.val_accuracy}, path)
+        self.net.eval().requires_grad_(False)
+        self.resolution = recipe["resolution"]
+        self.name = f"shapes-classifier-{key}"
+
+    @torch.no_grad()
+    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        x = images.float() / 127.5 - 1
+        if x.shape[-1] != self.resolution:
+            x = F.interpolate(x, size=(self.resolution, self.resolution), mode="bilinear", antialias=True)
+        features, logits = self.net(x)
+        return {"features": features, "logits": logits}
+
+
+def build_extractor(kind: str, inception_weights: str | None = None, cache_dir: str | Path = "outputs/cache"):
+    """``metrics.extractor``: ``inception`` (FID) or ``shapes`` (FD-shapes)."""
+    if kind == "inception":
+        return InceptionFeatures(inception_weights)
+    if kind == "shapes":
+        return ShapesClassifierFeatures(cache_dir)
+    raise ConfigError(f"metrics.extractor={kind!r}: choose inception (FID) or shapes (FD-shapes)")
