@@ -44,7 +44,9 @@ def main() -> None:
     with torch.inference_mode():
         same = torch.equal(run(True)(), run(False)())
         batched, two_pass = best_time(run(True), args.repeats), best_time(run(False), args.repeats)
-    print(f"batch {args.batch}, 12 steps: batched CFG {batched:.3f} s, two passes {two_pass:.3f} s, same tokens: {same}")
+    print(
+        f"batch {args.batch}, 12 steps: batched CFG {batched:.3f} s, two passes {two_pass:.3f} s, same tokens: {same}"
+    )
     print(f"ratio: {two_pass / batched:.2f}")
 
 
