@@ -30,6 +30,7 @@ test: install
 
 demo: install
 	$(PY) scripts/demo.py
+	$(PY) scripts/demo_pipeline.py
 
 lint: install
 	$(VENV)/bin/ruff check .

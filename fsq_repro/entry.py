@@ -88,11 +88,18 @@ def stage_stage2(cfg: DictConfig) -> dict:
     return run(cfg)
 
 
+def stage_eval(cfg: DictConfig) -> dict:
+    from fsq_repro.evaluation import stage_eval as run
+
+    return run(cfg, _output_dir(cfg))
+
+
 STAGES: dict[str, Callable[[DictConfig], object]] = {
     "data": stage_data,
     "stage1": stage_stage1,
     "tokenize": stage_tokenize,
     "stage2": stage_stage2,
+    "eval": stage_eval,
 }
 
 
@@ -123,8 +130,12 @@ def run_train(cfg: DictConfig) -> None:
 @one_line_errors
 def run_eval(cfg: DictConfig) -> None:
     from fsq_repro.evaluation import run_task
+    from fsq_repro.lit.stages import log_results
 
-    run_task(cfg, Path(cfg.get("out") or _output_dir(cfg)))
+    out = Path(cfg.get("out") or _output_dir(cfg))
+    results = run_task(cfg, out)
+    plots = {name: out / f"{name}.png" for name in ("cfg_sweep", "usage_histogram")}
+    log_results(cfg, f"eval_{cfg.task}", results, plots)
 
 
 def maybe_init_distributed() -> tuple[int, int]:

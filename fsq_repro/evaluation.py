@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from fsq_repro.artifacts import write_json
 from fsq_repro.errors import ConfigError
 from fsq_repro.generation.sampling_job import to_uint8
 from fsq_repro.metrics import feature_statistics, frechet_distance, inception_score, precision_recall
@@ -125,7 +126,24 @@ def _tokenizer_and_model(cfg: DictConfig, need_model: bool):
     return tokenizer, model
 
 
-def task_reconstruction(cfg: DictConfig, extractor) -> dict:
+def plot_usage(hist: torch.Tensor, path: Path, title: str) -> Path:
+    """Codebook usage histogram (codes sorted by count), the picture behind the usage number."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    counts = hist.sort(descending=True).values.numpy()
+    fig, ax = plt.subplots(figsize=(6, 2.5))
+    ax.bar(np.arange(len(counts)), counts, width=1.0)
+    ax.set(xlabel="code (sorted by count)", ylabel="count", title=title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def task_reconstruction(cfg: DictConfig, extractor, out_dir: Path | None = None) -> dict:
     tokenizer, _ = _tokenizer_and_model(cfg, need_model=False)
     hist = torch.zeros(tokenizer.codebook_size, dtype=torch.long)
     sq_err = []
@@ -149,6 +167,9 @@ def task_reconstruction(cfg: DictConfig, extractor) -> dict:
         "perplexity": float(stats["perplexity"]),
         "codebook_size": tokenizer.codebook_size,
     })  # fmt: skip
+    if out_dir is not None:
+        title = f"val usage {results['usage']:.1%} of {tokenizer.codebook_size} codes"
+        results["usage_histogram"] = str(plot_usage(hist, out_dir / "usage_histogram.png", title))
     return results
 
 
@@ -241,7 +262,7 @@ def run_task(cfg: DictConfig, out_dir: Path) -> dict:
         results = compute_reference(cfg, extractor, out_dir / "ref_stats.npz", cfg.metrics.reference_split,
                                     int(cfg.metrics.reference_size))  # fmt: skip
     elif task == "reconstruction":
-        results = task_reconstruction(cfg, extractor)
+        results = task_reconstruction(cfg, extractor, out_dir)
     elif task == "sampling":
         results = task_sampling(cfg, extractor, cfg.get("cfg_scale"))
     elif task == "cfg_sweep":
@@ -249,8 +270,32 @@ def run_task(cfg: DictConfig, out_dir: Path) -> dict:
     else:
         results = task_compression(cfg)
     results = {"task": task, **results}
-    from fsq_repro.artifacts import write_json
-
     write_json(out_dir / "results.json", results)
     print(json.dumps(results, indent=2, default=float))
+    return results
+
+
+def stage_eval(cfg: DictConfig, run_dir: Path) -> dict:
+    """The pipeline's ``eval`` stage: ``eval_tasks`` on the run's own tokenizer / MaskGIT → ``results.json``."""
+    from fsq_repro.metrics.features import build_extractor
+
+    out = run_dir / "results.json"
+    if out.is_file():
+        print(f"  skipped: {out} exists")
+        return json.loads(out.read_text())
+    cfg = OmegaConf.merge(cfg, {"run": str(run_dir)})
+    extractor = build_extractor(cfg.metrics.extractor, cfg.metrics.get("inception_weights"), cfg.paths.cache_dir)
+    extractor = extractor.to(_device())
+    results = {}
+    for task in cfg.eval_tasks:
+        if task == "reconstruction":
+            results[task] = task_reconstruction(cfg, extractor, run_dir)
+        elif task == "sampling":
+            results[task] = task_sampling(cfg, extractor)
+        elif task == "compression":
+            results[task] = task_compression(cfg)
+        else:
+            raise ConfigError(f"eval_tasks may hold reconstruction, sampling, compression; got {task!r}")
+        print(f"  {task}: " + ", ".join(f"{k}={v:.4g}" for k, v in results[task].items() if isinstance(v, float)))
+    write_json(out, results)
     return results

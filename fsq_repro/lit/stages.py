@@ -14,9 +14,10 @@ from pathlib import Path
 import lightning.pytorch as pl
 import torch
 from hydra.utils import instantiate
+from lightning.pytorch.plugins import TorchCheckpointIO
 from omegaconf import DictConfig, OmegaConf
 
-from fsq_repro.artifacts import write_json  # noqa: F401  (re-exported for the stages)
+from fsq_repro.artifacts import atomic_torch_save, write_json  # noqa: F401  (write_json: re-exported)
 from fsq_repro.errors import ConfigError
 
 
@@ -61,6 +62,15 @@ def build_callbacks(cfg: DictConfig, stage: str, has_logger: bool = True) -> lis
     return callbacks
 
 
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Checkpoints written to ``<path>.tmp`` next to the target, fsynced, then ``os.replace``d: a crash or a full
+    disk mid-write leaves the previous checkpoint intact (Lightning's own write goes through a temp file in
+    ``$TMPDIR`` and ``shutil.move``, which is atomic only on one filesystem and never fsyncs)."""
+
+    def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
+        atomic_torch_save(checkpoint, path)
+
+
 def build_trainer(cfg: DictConfig, stage: str, stage_cfg: DictConfig, callbacks: list) -> pl.Trainer:
     """``trainer=...`` + the stage's length; keys given in ``trainer`` take precedence over the stage's."""
     max_steps = int(cfg.trainer.get("max_steps") or stage_cfg.max_steps)
@@ -75,8 +85,15 @@ def build_trainer(cfg: DictConfig, stage: str, stage_cfg: DictConfig, callbacks:
     loggers = build_loggers(cfg, stage)
     callbacks = build_callbacks(cfg, stage, bool(loggers)) + callbacks
     checkpointing = any(isinstance(c, pl.callbacks.ModelCheckpoint) for c in callbacks)
+    if checkpointing:  # an exception or SIGTERM mid-run leaves `last.ckpt`, which the next run resumes from
+        callbacks.append(pl.callbacks.OnExceptionCheckpoint(run_dir(cfg) / "checkpoints" / stage, filename="last"))
     return instantiate(
-        cfg.trainer, **kwargs, callbacks=callbacks, logger=loggers or False, enable_checkpointing=checkpointing
+        cfg.trainer,
+        **kwargs,
+        callbacks=callbacks,
+        logger=loggers or False,
+        enable_checkpointing=checkpointing,
+        plugins=[AtomicCheckpointIO()],
     )
 
 
@@ -98,3 +115,28 @@ def resume_path(cfg: DictConfig, stage: str) -> str | None:
 
 def count_parameters(module: torch.nn.Module | None) -> int:
     return sum(p.numel() for p in module.parameters()) if module is not None else 0
+
+
+def log_results(cfg: DictConfig, name: str, results: dict, images: dict[str, Path] | None = None) -> None:
+    """Send eval numbers (and plots) to the configured loggers (CSV / TensorBoard / W&B) under ``<name>/...``;
+    a ``curve`` list (``cfg_sweep``) is logged point by point with the point's index as step."""
+    import numpy as np
+    from PIL import Image
+
+    from fsq_repro.lit.callbacks import log_image
+
+    loggers = build_loggers(cfg, name)
+    if not loggers:
+        return
+    points = results.get("curve") or [results]
+    for step, point in enumerate(points):
+        numbers = {f"{name}/{k}": float(v) for k, v in point.items() if isinstance(v, (int, float)) and k != "task"}
+        for logger in loggers:
+            logger.log_metrics(numbers, step=step)
+    holder = type("T", (), {"loggers": loggers})()
+    for key, path in (images or {}).items():
+        if Path(path).is_file():
+            grid = torch.from_numpy(np.asarray(Image.open(path).convert("RGB"))).permute(2, 0, 1).float() / 255
+            log_image(holder, f"{name}/{key}", grid, 0)
+    for logger in loggers:
+        logger.finalize("success")

@@ -15,6 +15,7 @@ from fsq_repro.artifacts import load_maskgit, read_tokenizer_file
 from tests.conftest import assert_ok, run_cli
 
 TINY_DATA = ["data.train.size=96", "data.val.size=32", "data.batch_size=16"]
+TINY_EVAL = ["metrics.reference_size=96", "metrics.num_per_class=2", "metrics.is_splits=2", "metrics.batch_size=16"]
 
 
 @pytest.mark.slow
@@ -24,10 +25,12 @@ def test_shapes_pipeline_end_to_end(tmp_path: Path, shapes_cache_dir: Path) -> N
         run_cli(
             "train.py", run, "experiment=maskgit_shapes", *TINY_DATA, "trainer.max_steps=4",
             "trainer.log_every_n_steps=1", "model.stage1.val_check_interval=2", "model.stage2.val_check_interval=2",
-            "model.stage2.batch_size=16", "model.stage2.num_sample_images=2",
+            "model.stage2.batch_size=16", "model.stage2.num_sample_images=2", *TINY_EVAL,
+            f"paths.cache_dir={shapes_cache_dir}",
         )
     )  # fmt: skip
-    for artifact in ("tokenizer.pt", "tokens/meta.json", "maskgit.pt", "stage2/samples_step2.png", "stage1.json"):
+    for artifact in ("tokenizer.pt", "tokens/meta.json", "maskgit.pt", "stage2/samples_step2.png", "stage1.json",
+                     "results.json", "usage_histogram.png"):  # fmt: skip
         assert (run / artifact).exists(), artifact
     assert "token cache" in proc.stdout
     model = load_maskgit(run / "maskgit.pt")
@@ -44,8 +47,9 @@ def test_shapes_pipeline_end_to_end(tmp_path: Path, shapes_cache_dir: Path) -> N
     assert (samples / "samples.png").is_file()
 
     # every eval task on the embedded data, in the shapes classifier's feature space (FD-shapes, never "FID")
-    common = [f"run={run}", f"paths.cache_dir={shapes_cache_dir}", *TINY_DATA, "metrics.reference_size=96",
-              "metrics.num_per_class=2", "metrics.is_splits=2", "metrics.batch_size=16"]  # fmt: skip
+    pipeline_results = json.loads((run / "results.json").read_text())
+    assert set(pipeline_results) == {"reconstruction", "sampling", "compression"}
+    common = [f"run={run}", f"paths.cache_dir={shapes_cache_dir}", *TINY_DATA, *TINY_EVAL]
     results = {}
     for task in ("ref_stats", "reconstruction", "sampling", "cfg_sweep", "compression"):
         out = tmp_path / f"eval_{task}"
@@ -59,12 +63,16 @@ def test_shapes_pipeline_end_to_end(tmp_path: Path, shapes_cache_dir: Path) -> N
     assert smp["num_images"] == 20 and smp["is"] >= 1 and smp["cfg_scale"] == 0.2 and "precision" in smp
     assert [c["cfg_scale"] for c in results["cfg_sweep"]["curve"]] == [0.0, 1.0]
     assert (tmp_path / "eval_cfg_sweep" / "cfg_sweep.png").is_file()
+    logged = (tmp_path / "eval_cfg_sweep" / "csv" / "eval_cfg_sweep" / "metrics.csv").read_text().splitlines()
+    assert "eval_cfg_sweep/fd" in logged[0] and len(logged) == 3  # header + one row per α
+    assert "eval_reconstruction/rfd" in (tmp_path / "eval_reconstruction" / "csv" / "eval_reconstruction"
+                                         / "metrics.csv").read_text()  # fmt: skip
     comp = results["compression"]
     assert comp["num_images"] == 32 and 0 < comp["bits_per_token"] and comp["uniform_bits_per_token"] == math.log2(125)
 
     # re-running the finished pipeline skips every stage
     again = assert_ok(run_cli("train.py", run, "experiment=maskgit_shapes", *TINY_DATA))
-    assert again.stdout.count("skipped") == 2 and "token cache" in again.stdout
+    assert again.stdout.count("skipped") == 3 and "token cache" in again.stdout
 
     # a cache built with another tokenizer is refused with both hashes named
     payload = read_tokenizer_file(run / "tokenizer.pt")
@@ -83,7 +91,7 @@ def test_shapes_pipeline_end_to_end(tmp_path: Path, shapes_cache_dir: Path) -> N
 
 @pytest.mark.slow
 @pytest.mark.parametrize("experiment", ["maskgit_fsq", "maskgit_vq"])
-def test_fast_dev_run_of_the_maskgit_experiments(experiment: str, tmp_path: Path) -> None:
+def test_fast_dev_run_of_the_maskgit_experiments(experiment: str, tmp_path: Path, shapes_cache_dir: Path) -> None:
     run = tmp_path / "run"
     assert_ok(
         run_cli(
@@ -91,6 +99,7 @@ def test_fast_dev_run_of_the_maskgit_experiments(experiment: str, tmp_path: Path
             "data.val.size=4", "data.batch_size=2", "model.stage2.batch_size=2", "model.stage2.compile=false",
             "model.stage2.num_sample_images=1", "model.stage2.num_workers=0",
             "loss.perceptual_weight=0",  # no VGG-16 file here; the LPIPS path is tested in tests/losses
+            "metrics.extractor=shapes", f"paths.cache_dir={shapes_cache_dir}", *TINY_EVAL,  # no Inception file
         )
     )  # fmt: skip
     model = load_maskgit(run / "maskgit.pt")
