@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from fsq_repro.artifacts import write_json
 from fsq_repro.errors import ConfigError
@@ -283,7 +283,9 @@ def stage_eval(cfg: DictConfig, run_dir: Path) -> dict:
     if out.is_file():
         print(f"  skipped: {out} exists")
         return json.loads(out.read_text())
-    cfg = OmegaConf.merge(cfg, {"run": str(run_dir)})
+    cfg = cfg.copy()
+    with open_dict(cfg):
+        cfg.run = str(run_dir)
     extractor = build_extractor(cfg.metrics.extractor, cfg.metrics.get("inception_weights"), cfg.paths.cache_dir)
     extractor = extractor.to(_device())
     results = {}

@@ -38,14 +38,14 @@ def main() -> None:
     rec, smp, comp = res.get("reconstruction", {}), res.get("sampling", {}), res.get("compression", {})
     nan = float("nan")
     rows = [
-        ("Stage I val PSNR [dB]", f"{rec.get('psnr', float('nan')):.2f}"),
+        ("Stage I val PSNR (dB)", f"{rec.get('psnr', float('nan')):.2f}"),
         ("codebook usage (val)", f"{rec.get('usage', float('nan')):.1%} of {rec.get('codebook_size')}"),
         ("perplexity (val)", f"{rec.get('perplexity', float('nan')):.1f}"),
         ("reconstruction FD-shapes", f"{rec.get('rfd', float('nan')):.1f}"),
         (f"sampling FD-shapes (α = {smp.get('cfg_scale')})", f"{smp.get('fd', float('nan')):.1f}"),
         ("sampling precision / recall", f"{smp.get('precision', nan):.3f} / {smp.get('recall', nan):.3f}"),
         ("sampling IS (shapes classifier)", f"{smp.get('is', float('nan')):.2f}"),
-        ("compression [bits/token] (uniform)",
+        ("compression, bits/token (uniform)",
          f"{comp.get('bits_per_token', float('nan')):.2f} ({comp.get('uniform_bits_per_token', float('nan')):.2f})"),
         ("Stage I / Stage II steps", f"{s1.get('steps')} / {s2.get('steps')}"),
         ("Stage I / Stage II s/step", f"{s1.get('seconds_per_step')} / {s2.get('seconds_per_step')}"),
