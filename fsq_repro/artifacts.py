@@ -65,18 +65,30 @@ def save_tokenizer(
     return atomic_torch_save(payload, path)
 
 
-def read_tokenizer_file(path: str | Path) -> dict:
-    """The raw payload, loaded with ``weights_only=True``; one-line ``ConfigError`` on a missing/corrupt file."""
+def safe_load(path: str | Path, name: str, what: str, missing_hint: str = "") -> object:
+    """``torch.load(weights_only=True)``; a missing, corrupt or truncated file (or one that needs pickle) is a one-line
+    ``ConfigError`` naming the option, e.g. ``tokenizer=<path> is not a readable ...``."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"tokenizer={path} does not exist (export one with scripts/export_tokenizer.py)")
+        raise ConfigError(f"{name}={path} does not exist" + (f" ({missing_hint})" if missing_hint else ""))
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, ValueError) as err:
-        raise ConfigError(f"tokenizer={path} is not a readable tokenizer file ({type(err).__name__})") from None
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise ConfigError(f"tokenizer={path} is not a {FORMAT} file")
+        first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+        raise ConfigError(f"{name}={path} is not a readable {what} ({first})") from None
+
+
+def read_payload(path: str | Path, fmt: str, name: str, what: str, missing_hint: str) -> dict:
+    """A project file (``{"format": fmt, ...}``) loaded safely; a foreign file is a one-line ``ConfigError``."""
+    payload = safe_load(path, name, what, missing_hint)
+    if not isinstance(payload, dict) or payload.get("format") != fmt:
+        raise ConfigError(f"{name}={path} is not a {fmt} file")
     return payload
+
+
+def read_tokenizer_file(path: str | Path) -> dict:
+    """The raw ``tokenizer.pt`` payload (``weights_only=True``)."""
+    return read_payload(path, FORMAT, "tokenizer", "tokenizer file", "export one with scripts/export_tokenizer.py")
 
 
 def load_tokenizer(path: str | Path, device: str | torch.device = "cpu") -> Tokenizer:
@@ -90,14 +102,7 @@ def load_tokenizer(path: str | Path, device: str | torch.device = "cpu") -> Toke
 
 def read_checkpoint(path: str | Path) -> dict:
     """A Lightning checkpoint loaded with ``weights_only=True``; one-line ``ConfigError`` when unreadable."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"ckpt={path} does not exist")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, ValueError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ConfigError(f"ckpt={path} is not a readable checkpoint ({first[:200]})") from None
+    ckpt = safe_load(path, "ckpt", "checkpoint")
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
         raise ConfigError(f"ckpt={path} is not a Lightning checkpoint (no state_dict)")
     return ckpt
@@ -136,15 +141,7 @@ def load_maskgit(path: str | Path, tokenizer_hash: str | None = None, device: st
     """Rebuild the Stage II transformer (eval mode); with ``tokenizer_hash``, refuse one trained on other tokens."""
     from fsq_repro.nets.transformer import MaskGITTransformer
 
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path} does not exist (train Stage II first: stages=[stage2])")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, ValueError) as err:
-        raise ConfigError(f"{path} is not a readable Stage II file ({type(err).__name__})") from None
-    if not isinstance(payload, dict) or payload.get("format") != MASKGIT_FORMAT:
-        raise ConfigError(f"{path} is not a {MASKGIT_FORMAT} file")
+    payload = read_payload(path, MASKGIT_FORMAT, "maskgit", "Stage II file", "train Stage II first: stages=[stage2]")
     if tokenizer_hash and payload["tokenizer_hash"] != tokenizer_hash:
         raise ConfigError(
             f"{path} models tokens of tokenizer {payload['tokenizer_hash']}, "

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import lightning.pytorch as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig
@@ -11,7 +9,7 @@ from omegaconf import DictConfig
 from fsq_repro.artifacts import save_tokenizer
 from fsq_repro.data.fingerprint import data_fingerprint
 from fsq_repro.lit.callbacks import ImageGridLogger
-from fsq_repro.lit.stages import build_trainer, count_parameters, plain, resume_path, run_dir, write_json
+from fsq_repro.lit.stages import build_trainer, count_parameters, fit_and_validate, plain, run_dir, write_json
 from fsq_repro.lit.tokenizer_module import TokenizerModule
 
 
@@ -41,27 +39,16 @@ def stage_stage1(cfg: DictConfig) -> dict:
         "discriminator": count_parameters(discriminator),
     }
     print(f"  parameters: {params}; token grid {tokenizer.token_grid}, codebook {tokenizer.codebook_size}")
-    start = time.perf_counter()
-    trainer.fit(module, datamodule=dm, ckpt_path=resume_path(cfg, "stage1"))
-    fit_seconds = time.perf_counter() - start
-    if trainer.interrupted:
-        raise SystemExit("stage1 was interrupted; re-run the same command (same run dir) to resume")
-    # Final numbers on the whole validation split (usage needs all of it), EMA weights.
-    trainer.limit_val_batches = 1.0 if not trainer.fast_dev_run else 1
-    val = {k: float(v) for k, v in trainer.validate(module, datamodule=dm, verbose=False)[0].items()}
-    summary = {
-        "stage": "stage1",
-        "steps": int(trainer.global_step),
-        "fit_seconds": round(fit_seconds, 2),
-        "seconds_per_step": round(fit_seconds / max(1, trainer.global_step), 4),
+    summary = fit_and_validate(cfg, "stage1", trainer, module, dm)
+    val = summary["val"]
+    summary.update({
         "parameters": params,
         "codebook_size": tokenizer.codebook_size,
         "token_grid": list(tokenizer.token_grid),
         "quantizer": tokenizer.quantizer.config(),
         "data": cfg.data.get("name"),
         "data_fingerprint": fingerprint,
-        "val": val,
-    }
+    })  # fmt: skip
     if trainer.is_global_zero:
         save_tokenizer(out, module.ema, fingerprint, extra={"experiment": cfg.experiment_name, "val": val})
         write_json(run_dir(cfg) / "stage1.json", summary)

@@ -25,7 +25,7 @@ from fsq_repro.errors import ConfigError
 from fsq_repro.lit.callbacks import ImageGridLogger
 from fsq_repro.lit.datamodules import TokenDataModule
 from fsq_repro.lit.maskgit_module import MaskGITModule
-from fsq_repro.lit.stages import build_trainer, count_parameters, plain, resume_path, run_dir, write_json
+from fsq_repro.lit.stages import build_trainer, count_parameters, fit_and_validate, plain, run_dir, write_json
 from fsq_repro.nets.transformer import check_vocabulary
 
 
@@ -144,24 +144,14 @@ def stage_stage2(cfg: DictConfig) -> dict:
     trainer = build_trainer(cfg, "stage2", stage_cfg, [grids, _TokenizerToDevice()])
     params = count_parameters(model)
     print(f"  transformer: {params / 1e6:.2f} M parameters, {num_tokens} tokens, vocabulary {model.vocab_size}")
-    start = time.perf_counter()
-    trainer.fit(module, datamodule=dm, ckpt_path=resume_path(cfg, "stage2"))
-    fit_seconds = time.perf_counter() - start
-    if trainer.interrupted:
-        raise SystemExit("stage2 was interrupted; re-run the same command (same run dir) to resume")
-    trainer.limit_val_batches = 1.0 if not trainer.fast_dev_run else 1
-    val = {k: float(v) for k, v in trainer.validate(module, datamodule=dm, verbose=False)[0].items()}
-    summary = {
-        "stage": "stage2",
-        "steps": int(trainer.global_step),
-        "fit_seconds": round(fit_seconds, 2),
-        "seconds_per_step": round(fit_seconds / max(1, trainer.global_step), 4),
+    summary = fit_and_validate(cfg, "stage2", trainer, module, dm)
+    val = summary["val"]
+    summary.update({
         "parameters": params,
         "num_tokens": num_tokens,
         "vocab_size": model.vocab_size,
         "tokenizer_hash": tok_hash,
-        "val": val,
-    }
+    })  # fmt: skip
     if trainer.is_global_zero:
         save_maskgit(out, model, tok_hash, extra={"experiment": cfg.experiment_name, "sampler": plain(cfg.sampler)})
         write_json(run_dir(cfg) / "stage2.json", summary)

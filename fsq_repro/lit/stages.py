@@ -9,6 +9,7 @@ crashed pipeline in the same dir continues where it stopped. Stage-specific leng
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -111,6 +112,25 @@ def resume_path(cfg: DictConfig, stage: str) -> str | None:
     if not Path(ckpt).is_file():
         raise ConfigError(f"ckpt_path={ckpt} does not exist")
     return str(ckpt)
+
+
+def fit_and_validate(cfg: DictConfig, stage: str, trainer: pl.Trainer, module, dm) -> dict:
+    """Fit (resuming from the stage's ``last.ckpt`` when there is one), then validate on the *whole* validation
+    split (usage needs all of it). Returns the summary fields every stage writes."""
+    start = time.perf_counter()
+    trainer.fit(module, datamodule=dm, ckpt_path=resume_path(cfg, stage))
+    fit_seconds = time.perf_counter() - start
+    if trainer.interrupted:
+        raise SystemExit(f"{stage} was interrupted; re-run the same command (same run dir) to resume")
+    trainer.limit_val_batches = 1.0 if not trainer.fast_dev_run else 1
+    val = {k: float(v) for k, v in trainer.validate(module, datamodule=dm, verbose=False)[0].items()}
+    return {
+        "stage": stage,
+        "steps": int(trainer.global_step),
+        "fit_seconds": round(fit_seconds, 2),
+        "seconds_per_step": round(fit_seconds / max(1, trainer.global_step), 4),
+        "val": val,
+    }
 
 
 def count_parameters(module: torch.nn.Module | None) -> int:
