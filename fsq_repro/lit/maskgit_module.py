@@ -58,15 +58,19 @@ class MaskGITModule(pl.LightningModule):
         num_sample_images: int = 4,
         max_sample_classes: int = 16,
         compile: bool = False,
+        max_nonfinite_skips: int = 0,
     ) -> None:
         super().__init__()
+        self.max_nonfinite_skips = int(max_nonfinite_skips)
+        self.register_buffer("nonfinite_skips", torch.zeros((), dtype=torch.long))  # checkpointed
         self.model = model
         self.lr, self.betas, self.weight_decay = lr, tuple(betas), weight_decay
         self.warmup_steps, self.total_steps = int(warmup_steps), int(total_steps)
         self.min_mask_rate, self.mask_schedule, self.label_smoothing = min_mask_rate, mask_schedule, label_smoothing
         self.sampler = dict(sampler or {})
         self.num_sample_images, self.max_sample_classes = num_sample_images, max_sample_classes
-        self.forward_fn = torch.compile(model) if compile else model
+        # a plain attribute, not a sub-module: the weights are checkpointed once, under `model.`
+        object.__setattr__(self, "forward_fn", torch.compile(model) if compile else model)
         self.tokenizer = None  # optional, attached with `attach_tokenizer` for sample grids; not a sub-module
         self.last_val_grid: torch.Tensor | None = None
 
@@ -99,9 +103,19 @@ class MaskGITModule(pl.LightningModule):
         loss, accuracy = masked_token_loss(logits, tokens, mask, self.label_smoothing)
         return loss, accuracy, mask.float().mean()
 
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor | None:
         loss, accuracy, ratio = self._masked_step(batch)
         b = batch["tokens"].shape[0]
+        if not torch.isfinite(loss):
+            # returning None skips the optimiser step (weights stay finite); stop once the budget is spent
+            self.nonfinite_skips += 1
+            if int(self.nonfinite_skips) > self.max_nonfinite_skips:
+                raise FloatingPointError(
+                    f"non-finite masked-token loss ({loss.item()}) at step {self.global_step} "
+                    f"({int(self.nonfinite_skips)} non-finite steps, max_nonfinite_skips={self.max_nonfinite_skips})"
+                )
+            self.log("train/nonfinite_skips", self.nonfinite_skips.float(), batch_size=b)
+            return None
         self.log("train/loss", loss.detach(), prog_bar=True, batch_size=b)
         self.log_dict({"train/masked_accuracy": accuracy, "train/mask_ratio": ratio}, batch_size=b)
         return loss

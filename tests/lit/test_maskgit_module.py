@@ -4,6 +4,7 @@ class-conditional samples reproduce their class's pattern (MaskGIT training + de
 from __future__ import annotations
 
 import lightning.pytorch as pl
+import pytest
 import torch
 from torch.utils.data import DataLoader, Dataset
 
@@ -54,3 +55,37 @@ def test_class_conditional_samples_reproduce_their_pattern(tmp_path) -> None:
     # and the class token matters: a sample of class a is closer to pattern a than to any other pattern
     per_class = torch.stack([(tokens == data.patterns[k]).float().mean(1) for k in range(K)], 1)  # (B, K)
     assert torch.equal(per_class.argmax(1), labels)
+
+
+def _fit_with_a_nan_at(call: int, max_skips: int, tmp_path) -> MaskGITModule:
+    pl.seed_everything(0)
+    model = MaskGITTransformer(C, K, N, hidden_dim=32, depth=1, num_heads=2, mlp_dim=64)
+    module = MaskGITModule(model, warmup_steps=1, total_steps=6, max_nonfinite_skips=max_skips)
+    calls = {"n": 0}
+
+    def poisoned(tokens, class_ids):
+        calls["n"] += 1
+        out = model(tokens, class_ids)
+        return out * float("nan") if calls["n"] == call else out
+
+    module.forward_fn = poisoned
+    trainer = pl.Trainer(
+        accelerator="cpu", max_steps=6, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, limit_val_batches=0, default_root_dir=tmp_path,
+    )  # fmt: skip
+    trainer.fit(module, train_dataloaders=DataLoader(PatternTokens(64), batch_size=8))
+    return module
+
+
+def test_a_nonfinite_loss_is_skipped_within_budget_and_stops_the_run_beyond_it(tmp_path) -> None:
+    module = _fit_with_a_nan_at(call=3, max_skips=1, tmp_path=tmp_path)
+    assert int(module.nonfinite_skips) == 1
+    assert all(torch.isfinite(p).all() for p in module.model.parameters())  # the NaN step never reached the weights
+    with pytest.raises(FloatingPointError, match=r"non-finite masked-token loss .* at step 2"):
+        _fit_with_a_nan_at(call=3, max_skips=0, tmp_path=tmp_path)
+
+
+def test_checkpoint_holds_each_weight_once() -> None:
+    module = MaskGITModule(MaskGITTransformer(C, K, N, hidden_dim=32, depth=1, num_heads=2, mlp_dim=64))
+    keys = list(module.state_dict())
+    assert all(k.startswith("model.") or k == "nonfinite_skips" for k in keys), keys[:5]
