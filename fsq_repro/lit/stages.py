@@ -86,8 +86,9 @@ def build_trainer(cfg: DictConfig, stage: str, stage_cfg: DictConfig, callbacks:
     loggers = build_loggers(cfg, stage)
     callbacks = build_callbacks(cfg, stage, bool(loggers)) + callbacks
     checkpointing = any(isinstance(c, pl.callbacks.ModelCheckpoint) for c in callbacks)
-    if checkpointing:  # an exception or SIGTERM mid-run leaves `last.ckpt`, which the next run resumes from
-        callbacks.append(pl.callbacks.OnExceptionCheckpoint(run_dir(cfg) / "checkpoints" / stage, filename="last"))
+    if checkpointing:  # an exception or SIGTERM mid-run leaves `interrupted.ckpt`, which the next run resumes from
+        # (not "last": Lightning removes this callback's file at teardown of a successful run)
+        callbacks.append(pl.callbacks.OnExceptionCheckpoint(run_dir(cfg) / "checkpoints" / stage, "interrupted"))
     return instantiate(
         cfg.trainer,
         **kwargs,
@@ -99,16 +100,20 @@ def build_trainer(cfg: DictConfig, stage: str, stage_cfg: DictConfig, callbacks:
 
 
 def resume_path(cfg: DictConfig, stage: str) -> str | None:
-    """``ckpt_path``: ``null`` → the stage's ``last.ckpt`` in the run dir if there is one (automatic resume);
-    ``last`` → that file (error if absent); anything else → that path."""
-    last = run_dir(cfg) / "checkpoints" / stage / "last.ckpt"
+    """``ckpt_path``: ``null`` → the newest of the stage's ``last.ckpt`` / ``interrupted.ckpt`` in the run dir, if any
+    (automatic resume); ``last`` → that file (error if there is none); anything else → that path."""
+    ckpt_dir = run_dir(cfg) / "checkpoints" / stage
+    found = [p for p in (ckpt_dir / "last.ckpt", ckpt_dir / "interrupted.ckpt") if p.is_file()]
+    newest = max(found, key=lambda p: p.stat().st_mtime) if found else None
     ckpt = cfg.get("ckpt_path")
     if ckpt is None:
-        return str(last) if last.is_file() else None
+        return str(newest) if newest else None
     if ckpt == "last":
-        if not last.is_file():
-            raise ConfigError(f"ckpt_path=last but {last} does not exist (set paths.output_dir to the run to resume)")
-        return str(last)
+        if newest is None:
+            raise ConfigError(
+                f"ckpt_path=last but {ckpt_dir} has no last.ckpt (set hydra.run.dir to the run to resume)"
+            )
+        return str(newest)
     if not Path(ckpt).is_file():
         raise ConfigError(f"ckpt_path={ckpt} does not exist")
     return str(ckpt)

@@ -1,4 +1,5 @@
-"""Preemption and atomic checkpoints (reliability issue, promises 2 and 3): SIGTERM leaves a resumable last.ckpt."""
+"""Preemption and atomic checkpoints (reliability issue, promises 2 and 3): SIGTERM leaves a resumable
+``interrupted.ckpt``; a finished run keeps ``last.ckpt``."""
 
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ def test_sigterm_writes_last_ckpt_and_the_rerun_resumes(tmp_path: Path) -> None:
         time.sleep(0.5)
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=120)
-    last = ckpt_dir / "last.ckpt"
+    last = ckpt_dir / "interrupted.ckpt"
     assert last.is_file(), out[-3000:]
     step = torch.load(last, map_location="cpu", weights_only=True)["global_step"]
     assert step >= 5
@@ -43,6 +44,7 @@ def test_sigterm_writes_last_ckpt_and_the_rerun_resumes(tmp_path: Path) -> None:
     resumed = assert_ok(run_cli("train.py", run, *ARGS, f"trainer.max_steps={step + 3}"))
     assert "Restoring states from the checkpoint" in resumed.stdout + resumed.stderr
     assert torch.load(run / "tokenizer.pt", weights_only=True)["extra"]["experiment"] == "tokenizer_shapes"
+    assert (ckpt_dir / "last.ckpt").is_file() and not (ckpt_dir / "interrupted.ckpt").exists()
 
 
 def test_atomic_checkpoint_io_keeps_the_old_file_when_a_write_fails(tmp_path: Path) -> None:
