@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 
 from fsq_repro.errors import ConfigError
 
@@ -92,6 +92,7 @@ def build_token_cache(
     token_grid: Iterable[int],
     num_classes: int,
     batch_size: int = 64,
+    num_workers: int = 0,
     flip_splits: Iterable[str] = ("train",),
     rank: int = 0,
     world_size: int = 1,
@@ -146,9 +147,11 @@ def build_token_cache(
         done = np.load(cache_dir / f"{name}.done.npy", mmap_mode="r+")
         todo = [c for c in range(rank, len(done), world_size) if not done[c]]
         bar = _progress(todo, f"tokenize {name} (rank {rank})", progress and rank == 0)
-        for chunk in bar:
+        # one loader batch = one chunk, decoded by `num_workers` processes while the tokenizer runs
+        chunks = [list(range(c * batch_size, min((c + 1) * batch_size, len(ds)))) for c in todo]
+        loader = DataLoader(ds, batch_sampler=chunks, num_workers=num_workers, collate_fn=list)
+        for chunk, items in zip(bar, loader):
             lo, hi = chunk * batch_size, min((chunk + 1) * batch_size, len(ds))
-            items = [ds[i] for i in range(lo, hi)]
             if any(item is None for item in items):
                 raise ConfigError(f"{name}[{lo}:{hi}] has unreadable images: remove them before tokenizing")
             images = torch.stack([item["image"] for item in items])

@@ -88,6 +88,7 @@ def tokenize(
         token_grid=tokenizer.token_grid,
         num_classes=dm.num_classes,
         batch_size=batch_size or int(cfg.data.batch_size),
+        num_workers=int(cfg.data.get("num_workers") or 0),
         rank=rank,
         world_size=world,
         barrier=barrier,
