@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 import os
 import time
@@ -74,6 +75,11 @@ def tokenize(
         )
     dm = instantiate(cfg.data)
     dm.setup("fit")
+    # Tokens must be a function of the image: the train split is encoded with the deterministic eval transform
+    # (resize + centre crop); the cache adds the h-flipped copy itself. Random crops/flips would differ per build.
+    train_factory = instantiate(cfg.data.train)
+    if "train" in inspect.signature(train_factory).parameters:
+        dm.train_set = train_factory(train=False)
 
     def encode(images: torch.Tensor) -> torch.Tensor:
         return tokenizer.encode(images.to(device, non_blocking=True))

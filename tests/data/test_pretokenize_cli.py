@@ -38,3 +38,16 @@ def test_pretokenize_without_a_tokenizer_is_one_line(tmp_path: Path) -> None:
     assert (
         proc.returncode == 2 and proc.stderr.strip().splitlines()[-1] == "error: pass tokenizer=/path/to/tokenizer.pt"
     )
+
+
+def test_train_split_is_tokenized_without_random_augmentation(tmp_path: Path) -> None:
+    from tests.data.conftest import make_image_folder
+
+    folder = make_image_folder(tmp_path / "imgs", per_class=5, size=48, corrupt=False)
+    torch.manual_seed(0)
+    tok_path = save_tokenizer(tmp_path / "tokenizer.pt", Tokenizer(FSQ([5, 5, 5]), 32, 16, [1, 2], 1, 8))
+    data = ["data=folder", f"data.root={folder}", "data.resolution=32", "data.num_workers=0", "batch_size=4"]
+    for name in ("a", "b"):  # random crops / flips would make the two builds differ
+        assert_ok(run_cli("pretokenize.py", tmp_path / f"h{name}", f"tokenizer={tok_path}", f"out={tmp_path / name}",
+                          *data))  # fmt: skip
+    assert np.array_equal(np.load(tmp_path / "a" / "train.tokens.npy"), np.load(tmp_path / "b" / "train.tokens.npy"))
