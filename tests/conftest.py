@@ -41,9 +41,14 @@ def repo_root() -> Path:
     return ROOT
 
 
-def run_cli(script: str, run_dir: Path, *overrides: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    """``python <script> hydra.run.dir=<run_dir> <overrides>`` from the repo root (not checked: tests assert)."""
-    env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "2"), CUDA_VISIBLE_DEVICES="")
+def run_cli(
+    script: str, run_dir: Path, *overrides: str, timeout: int = 600, env: dict | None = None
+) -> subprocess.CompletedProcess:
+    """``python <script> hydra.run.dir=<run_dir> <overrides>`` from the repo root (not checked: tests assert);
+    ``env`` adds to (or replaces in) the environment."""
+    env = dict(
+        os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "2"), CUDA_VISIBLE_DEVICES="", **(env or {})
+    )
     return subprocess.run(
         [sys.executable, script, f"hydra.run.dir={run_dir}", *overrides],
         cwd=ROOT,

@@ -7,12 +7,20 @@
   evaluation over W processes sees every sample exactly once (``torch``'s ``DistributedSampler`` pads by repeating
   samples, which biases FID/usage: ``../shared/reference/evaluation.md``). It subclasses ``DistributedSampler`` so
   that Lightning keeps it instead of wrapping it.
+- ``train_loader`` is the training loader of both stages: a torchdata ``StatefulDataLoader`` (Lightning saves its
+  position in every checkpoint and restores it, so a run resumed mid-epoch neither replays nor skips a batch)
+  over ``EpochShuffleSampler``, whose order is a pure function of ``(seed, epoch)`` (reliability issue #9,
+  promise 1); under DDP each rank draws its own share of that permutation.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
-from torch.utils.data import DistributedSampler, default_collate
+import torch.distributed as dist
+from torch.utils.data import Dataset, DistributedSampler, IterableDataset, default_collate
+from torchdata.stateful_dataloader import StatefulDataLoader
 
 
 def collate_skip_corrupt(batch: list) -> dict:
@@ -44,3 +52,78 @@ class ExactDistributedSampler(DistributedSampler):
 
     def __len__(self) -> int:
         return self.num_samples
+
+
+class EpochShuffleSampler(DistributedSampler):
+    """Rank ``rank``'s share of a permutation of ``range(n)`` drawn from a generator seeded with ``seed + epoch``
+    (``DistributedSampler``'s rule; with ``num_replicas=1`` the whole permutation). Lightning calls ``set_epoch``
+    before each epoch, so epoch ``e`` always has the same order; it keeps this sampler under DDP because it is a
+    ``DistributedSampler``. The tail that does not divide by the number of ranks is dropped for the epoch (no
+    padding duplicates). The iterator is stateful (``{"epoch", "yielded"}``): the ``StatefulDataLoader`` saves
+    it in every checkpoint and hands it back on resume, and it continues epoch ``e`` at sample ``yielded`` (the
+    loader is restored before Lightning calls ``set_epoch``, so the epoch travels with the position)."""
+
+    def __init__(self, n: int, seed: int = 0, num_replicas: int = 1, rank: int = 0) -> None:
+        self.n, self.seed, self.epoch = int(n), int(seed), 0
+        self.num_replicas, self.rank = int(num_replicas), int(rank)
+        self.num_samples = self.n // self.num_replicas
+
+    def __iter__(self) -> _EpochPermutation:
+        return _EpochPermutation(self, self.epoch)
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def order(self, epoch: int) -> list[int]:
+        perm = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed + epoch))
+        return perm[: self.num_samples * self.num_replicas][self.rank :: self.num_replicas].tolist()
+
+
+class _EpochPermutation:
+    def __init__(self, sampler: EpochShuffleSampler, epoch: int, yielded: int = 0) -> None:
+        self.sampler, self.epoch, self.yielded = sampler, epoch, yielded
+        self.indices = sampler.order(epoch)
+
+    def __iter__(self) -> _EpochPermutation:
+        return self
+
+    def __next__(self) -> int:
+        if self.yielded >= len(self.indices):
+            raise StopIteration
+        self.yielded += 1
+        return self.indices[self.yielded - 1]
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "yielded": self.yielded}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.__init__(self.sampler, int(state["epoch"]), int(state["yielded"]))
+
+
+def train_loader(
+    dataset: Dataset,
+    batch_size: int,
+    seed: int = 0,
+    num_workers: int = 0,
+    drop_last: bool = True,
+    pin_memory: bool = False,
+    persistent_workers: bool = False,
+    collate_fn: Callable | None = None,
+) -> StatefulDataLoader:
+    """The resumable, deterministic training loader (see the module docstring). Iterable datasets (WebDataset
+    shards) are not shuffled here and resume at the start of their shard stream."""
+    sampler = None
+    if not isinstance(dataset, IterableDataset):
+        distributed = dist.is_available() and dist.is_initialized()
+        world, rank = (dist.get_world_size(), dist.get_rank()) if distributed else (1, 0)
+        sampler = EpochShuffleSampler(len(dataset), seed, num_replicas=world, rank=rank)
+    return StatefulDataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        drop_last=drop_last,
+        num_workers=num_workers,
+        pin_memory=pin_memory,
+        persistent_workers=persistent_workers and num_workers > 0,
+        collate_fn=collate_fn,
+    )

@@ -1,10 +1,17 @@
-"""Lightning callbacks of the project: image grids to disk and to every logger that can show images."""
+"""Lightning callbacks of the project: image grids to disk and to every logger that can show images, and the
+per-step re-seeding that makes a resumed run draw the same random numbers as an uninterrupted one."""
 
 from __future__ import annotations
 
+import os
+import random
+import signal
+import subprocess
+import threading
 from pathlib import Path
 
 import lightning.pytorch as pl
+import numpy as np
 import torch
 
 from fsq_repro.viz import image_grid, save_image_grid
@@ -36,3 +43,77 @@ class ImageGridLogger(pl.Callback):
         save_image_grid(grid_images, self.dirpath / f"{self.name}_step{step}.png", self.nrow, self.upscale)
         save_image_grid(grid_images, self.dirpath / f"{self.name}.png", self.nrow, self.upscale)
         log_image(trainer, f"val/{self.name}", image_grid(grid_images, nrow=self.nrow), step)
+
+
+def step_seed(seed: int, rank: int, step: int) -> int:
+    """A 63-bit seed that is a pure function of ``(seed, rank, step)`` (distinct per rank and per step)."""
+    state = np.random.SeedSequence([int(seed), int(rank), int(step)]).generate_state(1, np.uint64)[0]
+    return int(state >> np.uint64(1))
+
+
+class ReseedEveryStep(pl.Callback):
+    """Re-seed torch (CPU and CUDA), numpy and ``random`` from ``(seed, rank, global_step)`` before every training
+    batch (reliability issue #9, promise 1). Checkpoints store no RNG state, and restoring one at load time would be
+    too early (the loader iterator is created afterwards and draws from it); seeding from the step makes the
+    masking draws of Stage II, dropout and any other randomness of step ``k`` the same whether or not the run was
+    resumed. Data order is the loader's business (``data/loading.py: train_loader``)."""
+
+    def __init__(self, seed: int) -> None:
+        self.seed = int(seed)
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch, batch_idx: int) -> None:
+        s = step_seed(self.seed, trainer.global_rank, trainer.global_step)
+        torch.manual_seed(s)
+        np.random.seed(s % 2**32)  # noqa: NPY002  (the legacy global state is what third-party code draws from)
+        random.seed(s)
+
+
+class Preemption(pl.Callback):
+    """Preemption handling (reliability issue #9, promise 2), for every training stage.
+
+    - SIGTERM: Lightning stops at the next batch boundary and ``OnExceptionCheckpoint`` writes
+      ``checkpoints/<stage>/interrupted.ckpt`` (atomically, ``AtomicCheckpointIO``); the next run resumes from it.
+    - ``requeue_signals`` (SIGUSR1, SLURM's ``--signal``; SIGUSR2, submitit's timeout signal): the same, then rank 0
+      runs ``scontrol requeue $SLURM_JOB_ID`` (``fit_and_validate``). Lightning's own SLURM handler is kept out (it
+      saves ``hpc_ckpt_*.ckpt`` from inside the signal handler, possibly mid-step, and ``ckpt_path=last`` ignores
+      those files): Lightning installs it only when no handler is registered, and this one is registered first.
+    - Further SIGTERMs while the checkpoint is written are counted, never fatal: this callback's SIGTERM handler is
+      the one Lightning restores when it tears down, so a signal storm cannot kill the process mid-save (and the
+      save is atomic anyway)."""
+
+    def __init__(self, requeue_signals: tuple[str, ...] = ("SIGUSR1", "SIGUSR2")) -> None:
+        self.requeue_signals = [getattr(signal, name) for name in requeue_signals]
+        self.requeue_requested = False
+        self.sigterms = 0
+        self._previous: dict = {}
+
+    def _on_requeue_signal(self, signum, frame) -> None:
+        self.requeue_requested = True
+        signal.raise_signal(signal.SIGTERM)  # Lightning's path: stop at the batch boundary, checkpoint
+
+    def _on_sigterm(self, signum, frame) -> None:
+        self.sigterms += 1
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if stage != "fit" or threading.current_thread() is not threading.main_thread():
+            return
+        for signum, handler in [(s, self._on_requeue_signal) for s in self.requeue_signals] + [
+            (signal.SIGTERM, self._on_sigterm)
+        ]:
+            self._previous[signum] = signal.getsignal(signum)
+            signal.signal(signum, handler)
+
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous = {}
+
+
+def slurm_requeue() -> str | None:
+    """``scontrol requeue`` this SLURM job (array task aware); returns the job id, or None outside SLURM."""
+    array_job = os.environ.get("SLURM_ARRAY_JOB_ID")
+    job = f"{array_job}_{os.environ['SLURM_ARRAY_TASK_ID']}" if array_job else os.environ.get("SLURM_JOB_ID")
+    if not job:
+        return None
+    subprocess.run(["scontrol", "requeue", job], check=False)
+    return job

@@ -14,7 +14,19 @@ import torch.distributed as dist
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
-from fsq_repro.data.loading import ExactDistributedSampler, collate_skip_corrupt
+from fsq_repro.data.loading import ExactDistributedSampler, collate_skip_corrupt, train_loader
+
+
+def val_loader(dataset: Dataset, batch_size: int, num_workers: int, pin_memory: bool, collate_fn=None) -> DataLoader:
+    """In order; under DDP each rank a strided, unpadded share (every sample exactly once overall)."""
+    sampler = None
+    distributed = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+    if distributed and not isinstance(dataset, IterableDataset):
+        sampler = ExactDistributedSampler(dataset)
+    return DataLoader(
+        dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers, pin_memory=pin_memory,
+        collate_fn=collate_fn,
+    )  # fmt: skip
 
 
 class ImageDataModule(LightningDataModule):
@@ -31,6 +43,7 @@ class ImageDataModule(LightningDataModule):
         pin_memory: bool = False,
         persistent_workers: bool = False,
         drop_last: bool = True,
+        shuffle_seed: int = 0,
         **metadata,
     ) -> None:
         super().__init__()
@@ -43,6 +56,7 @@ class ImageDataModule(LightningDataModule):
         self.pin_memory = bool(pin_memory)
         self.persistent_workers = bool(persistent_workers) and self.num_workers > 0
         self.drop_last = bool(drop_last)
+        self.shuffle_seed = int(shuffle_seed)  # the run's `seed` (train.py passes it); order = f(seed, epoch)
         self.metadata = metadata
         self.train_set: Dataset | None = None
         self.val_set: Dataset | None = None
@@ -60,30 +74,22 @@ class ImageDataModule(LightningDataModule):
         found = getattr(self.train_set, "num_classes", None) or getattr(self.val_set, "num_classes", None)
         return int(found or self._num_classes or 1)
 
-    def _loader(self, dataset: Dataset, batch_size: int, train: bool) -> DataLoader:
-        iterable = isinstance(dataset, IterableDataset)
-        sampler = None
-        if not train and not iterable and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-            sampler = ExactDistributedSampler(dataset)
-        return DataLoader(
-            dataset,
-            batch_size=batch_size,
-            shuffle=train and not iterable,
-            sampler=sampler,
-            drop_last=train and self.drop_last,
+    def train_dataloader(self) -> DataLoader:
+        self.setup("fit")
+        return train_loader(
+            self.train_set,
+            self.batch_size,
+            seed=self.shuffle_seed,
             num_workers=self.num_workers,
+            drop_last=self.drop_last,
             pin_memory=self.pin_memory,
             persistent_workers=self.persistent_workers,
             collate_fn=collate_skip_corrupt,
         )
 
-    def train_dataloader(self) -> DataLoader:
-        self.setup("fit")
-        return self._loader(self.train_set, self.batch_size, train=True)
-
     def val_dataloader(self) -> DataLoader:
         self.setup("validate")
-        return self._loader(self.val_set, self.val_batch_size, train=False)
+        return val_loader(self.val_set, self.val_batch_size, self.num_workers, self.pin_memory, collate_skip_corrupt)
 
 
 class TokenDataModule(LightningDataModule):
@@ -98,13 +104,14 @@ class TokenDataModule(LightningDataModule):
         tokenizer_hash: str | None = None,
         data_fingerprint: str | None = None,
         pin_memory: bool = False,
+        shuffle_seed: int = 0,
     ) -> None:
         super().__init__()
         from fsq_repro.data.token_cache import check_cache
 
         self.meta = check_cache(cache_dir, tokenizer_hash, data_fingerprint)
         self.cache_dir, self.batch_size, self.num_workers = cache_dir, int(batch_size), int(num_workers)
-        self.pin_memory = pin_memory
+        self.pin_memory, self.shuffle_seed = pin_memory, int(shuffle_seed)
         self.train_set: Dataset | None = None
         self.val_set: Dataset | None = None
 
@@ -119,25 +126,18 @@ class TokenDataModule(LightningDataModule):
             self.train_set = TokenCacheDataset(self.cache_dir, "train")
             self.val_set = TokenCacheDataset(self.cache_dir, "val")
 
-    def _loader(self, dataset: Dataset, train: bool) -> DataLoader:
-        sampler = None
-        if not train and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-            sampler = ExactDistributedSampler(dataset)
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size,
-            shuffle=train,
-            sampler=sampler,
-            drop_last=train and len(dataset) >= self.batch_size,
-            num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
-            persistent_workers=self.num_workers > 0,
-        )
-
     def train_dataloader(self) -> DataLoader:
         self.setup("fit")
-        return self._loader(self.train_set, train=True)
+        return train_loader(
+            self.train_set,
+            self.batch_size,
+            seed=self.shuffle_seed,
+            num_workers=self.num_workers,
+            drop_last=len(self.train_set) >= self.batch_size,
+            pin_memory=self.pin_memory,
+            persistent_workers=True,
+        )
 
     def val_dataloader(self) -> DataLoader:
         self.setup("validate")
-        return self._loader(self.val_set, train=False)
+        return val_loader(self.val_set, self.batch_size, self.num_workers, self.pin_memory)

@@ -25,11 +25,14 @@ def stage_stage1(cfg: DictConfig) -> dict:
     pl.seed_everything(int(cfg.seed), workers=True)
     stage_cfg = cfg.model.stage1
     fingerprint = data_fingerprint(plain(cfg.data))
-    dm = instantiate(cfg.data)
+    dm = instantiate(cfg.data, shuffle_seed=int(cfg.seed))
     tokenizer = instantiate(stage_cfg.tokenizer)(quantizer=instantiate(cfg.quantizer))
     loss = instantiate(cfg.loss)
     discriminator = instantiate(stage_cfg.discriminator) if loss.gan_weight > 0 else None
-    module = TokenizerModule(tokenizer, loss, discriminator, **plain(stage_cfg.optim), data_fingerprint=fingerprint)
+    module = TokenizerModule(
+        tokenizer, loss, discriminator, **plain(stage_cfg.optim), data_fingerprint=fingerprint,
+        max_nonfinite_skips=stage_cfg.get("max_nonfinite_skips", 0),
+    )  # fmt: skip
     grids = ImageGridLogger(run_dir(cfg) / "stage1", name="reconstructions", nrow=8)
     trainer = build_trainer(cfg, "stage1", stage_cfg, [grids])
     params = {

@@ -126,6 +126,7 @@ def stage_stage2(cfg: DictConfig) -> dict:
         num_workers=stage_cfg.get("num_workers", 0),
         tokenizer_hash=tok_hash,
         data_fingerprint=data_fingerprint(plain(cfg.data)),
+        shuffle_seed=int(cfg.seed),
     )
     tokenizer = load_tokenizer(tok_path)
     num_tokens = math.prod(dm.meta["token_grid"])

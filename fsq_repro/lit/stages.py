@@ -16,10 +16,12 @@ import lightning.pytorch as pl
 import torch
 from hydra.utils import instantiate
 from lightning.pytorch.plugins import TorchCheckpointIO
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from fsq_repro.artifacts import atomic_torch_save, write_json  # noqa: F401  (write_json: re-exported)
 from fsq_repro.errors import ConfigError
+from fsq_repro.lit.callbacks import Preemption, ReseedEveryStep, slurm_requeue
 
 
 def run_dir(cfg: DictConfig) -> Path:
@@ -84,7 +86,7 @@ def build_trainer(cfg: DictConfig, stage: str, stage_cfg: DictConfig, callbacks:
     }
     kwargs = {k: v for k, v in defaults.items() if cfg.trainer.get(k) is None}
     loggers = build_loggers(cfg, stage)
-    callbacks = build_callbacks(cfg, stage, bool(loggers)) + callbacks
+    callbacks = build_callbacks(cfg, stage, bool(loggers)) + callbacks + [ReseedEveryStep(int(cfg.seed)), Preemption()]
     checkpointing = any(isinstance(c, pl.callbacks.ModelCheckpoint) for c in callbacks)
     if checkpointing:  # an exception or SIGTERM mid-run leaves `interrupted.ckpt`, which the next run resumes from
         # (not "last": Lightning removes this callback's file at teardown of a successful run)
@@ -119,14 +121,34 @@ def resume_path(cfg: DictConfig, stage: str) -> str | None:
     return str(ckpt)
 
 
+def save_final_checkpoint(cfg: DictConfig, stage: str, trainer: pl.Trainer) -> None:
+    """Make ``checkpoints/<stage>/last.ckpt`` the state at the end of training (``ModelCheckpoint`` writes it only
+    every ``every_n_train_steps``), so a longer re-run continues from the true end and ``last.ckpt`` never lags."""
+    callback = trainer.checkpoint_callback
+    if not callback or trainer.fast_dev_run:
+        return
+    # the callback's own record (the same on every rank: `save_checkpoint` is collective under DDP)
+    if getattr(callback, "_last_global_step_saved", -1) != trainer.global_step:
+        trainer.save_checkpoint(run_dir(cfg) / "checkpoints" / stage / "last.ckpt")
+
+
 def fit_and_validate(cfg: DictConfig, stage: str, trainer: pl.Trainer, module, dm) -> dict:
     """Fit (resuming from the stage's ``last.ckpt`` when there is one), then validate on the *whole* validation
     split (usage needs all of it). Returns the summary fields every stage writes."""
     start = time.perf_counter()
-    trainer.fit(module, datamodule=dm, ckpt_path=resume_path(cfg, stage))
+    try:
+        trainer.fit(module, datamodule=dm, ckpt_path=resume_path(cfg, stage))
+    except SIGTERMException:
+        preemption = next(c for c in trainer.callbacks if isinstance(c, Preemption))
+        job = slurm_requeue() if preemption.requeue_requested and trainer.is_global_zero else None
+        then = f"SLURM job {job} requeued" if job else "re-run the same command to resume"
+        ckpt = run_dir(cfg) / "checkpoints" / stage / "interrupted.ckpt"
+        print(f"{stage}: stopped by a signal after step {trainer.global_step}; checkpoint {ckpt}; {then}", flush=True)
+        raise SystemExit(0) from None
     fit_seconds = time.perf_counter() - start
     if trainer.interrupted:
         raise SystemExit(f"{stage} was interrupted; re-run the same command (same run dir) to resume")
+    save_final_checkpoint(cfg, stage, trainer)
     trainer.limit_val_batches = 1.0 if not trainer.fast_dev_run else 1
     val = {k: float(v) for k, v in trainer.validate(module, datamodule=dm, verbose=False)[0].items()}
     return {

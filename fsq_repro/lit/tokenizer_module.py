@@ -46,6 +46,7 @@ class TokenizerModule(pl.LightningModule):
         grad_clip: float = 1.0,
         max_grid_images: int = 16,
         data_fingerprint: str = "",
+        max_nonfinite_skips: int = 0,
     ) -> None:
         super().__init__()
         self.automatic_optimization = False
@@ -54,6 +55,8 @@ class TokenizerModule(pl.LightningModule):
         self.lr, self.betas, self.warmup_steps = lr, tuple(betas), int(warmup_steps)
         self.ema_decay, self.grad_clip, self.max_grid_images = ema_decay, grad_clip, max_grid_images
         self.register_buffer("batches_seen", torch.zeros((), dtype=torch.long))
+        self.max_nonfinite_skips = int(max_nonfinite_skips)
+        self.register_buffer("nonfinite_skips", torch.zeros((), dtype=torch.long))  # checkpointed
         self.val_usage = CodebookUsage(tokenizer.codebook_size, validate_indices=False)
         self.last_val_grid: torch.Tensor | None = None
         self.data_fingerprint = data_fingerprint
@@ -75,14 +78,32 @@ class TokenizerModule(pl.LightningModule):
         return min(1.0, (step + 1) / self.warmup_steps) if self.warmup_steps > 0 else 1.0
 
     def _step(self, optimizer, loss: torch.Tensor, params, step: int, count_step: bool = True) -> torch.Tensor:
+        """Backward, clip, and step unless the gradient norm is non-finite (then the weights stay untouched and
+        ``_nonfinite`` decides between skipping and stopping). Returns the pre-clip gradient norm."""
         for group in optimizer.param_groups:
             group["lr"] = self.lr * self._lr_scale(step)
         optimizer.zero_grad(set_to_none=True)
         self.manual_backward(loss)
         grad_norm = torch.nn.utils.clip_grad_norm_(list(params), self.grad_clip)
+        if not torch.isfinite(grad_norm):
+            optimizer.zero_grad(set_to_none=True)
+            return grad_norm
         # The generator step goes through Lightning (advances global_step); the discriminator's does not.
         (optimizer if count_step else optimizer.optimizer).step()
         return grad_norm
+
+    def _nonfinite(self, what: str, terms: dict[str, torch.Tensor]) -> None:
+        """A NaN/Inf ``what`` (reliability issue #9, promise 4): skip this batch (weights untouched) while fewer than
+        ``max_nonfinite_skips`` batches were skipped, else stop naming the step and the terms. The checkpoint
+        written on the way out (``interrupted.ckpt``) holds the last good weights."""
+        self.nonfinite_skips += 1
+        detail = ", ".join(f"{k}={v.item():.4g}" for k, v in terms.items())
+        if int(self.nonfinite_skips) > self.max_nonfinite_skips:
+            raise FloatingPointError(
+                f"non-finite {what} at step {self.global_step} (batch {int(self.batches_seen)}): {detail} "
+                f"({int(self.nonfinite_skips)} non-finite batches, max_nonfinite_skips={self.max_nonfinite_skips})"
+            )
+        self.print(f"warning: non-finite {what} at step {self.global_step}, batch skipped: {detail}")
 
     @torch.no_grad()
     def _update_ema(self) -> None:
@@ -101,24 +122,27 @@ class TokenizerModule(pl.LightningModule):
         recon, q = self.tokenizer(images)
         g_terms = self.loss.generator_terms(images, recon, q.loss, step, self.discriminator)
         if not torch.isfinite(g_terms["total"]):
-            raise FloatingPointError(
-                f"non-finite generator loss at batch {step}: "
-                + ", ".join(f"{k}={v.item():.4g}" for k, v in g_terms.items())
-            )
+            return self._nonfinite("generator loss", g_terms)
         g_norm = self._step(gen_opt, g_terms["total"], self.tokenizer.parameters(), step)
+        if not torch.isfinite(g_norm):
+            return self._nonfinite("generator gradient norm", {"grad_norm_g": g_norm})
         self._update_ema()
         logs = {f"train/{k}": v.detach() for k, v in g_terms.items()}
         logs["train/grad_norm_g"] = g_norm
         if disc_opt is not None and self.loss.gan_active(step):
             d_terms = self.loss.discriminator_terms(images, recon, self.discriminator, step)
-            logs["train/grad_norm_d"] = self._step(
-                disc_opt, d_terms["total"], self.discriminator.parameters(), step, count_step=False
-            )
+            if not torch.isfinite(d_terms["total"]):
+                return self._nonfinite("discriminator loss", d_terms)
+            d_norm = self._step(disc_opt, d_terms["total"], self.discriminator.parameters(), step, count_step=False)
+            if not torch.isfinite(d_norm):
+                return self._nonfinite("discriminator gradient norm", {"grad_norm_d": d_norm})
+            logs["train/grad_norm_d"] = d_norm
             logs.update({f"train/{k}": v.detach() for k, v in d_terms.items()})
         logs.update({f"train/{k}": v for k, v in q.metrics.items()})
         logs["train/psnr"] = psnr(images, recon.detach()).mean()
         logs["train/num_corrupt"] = batch["num_corrupt"].float()
         logs["train/lr"] = torch.tensor(self.lr * self._lr_scale(step))
+        logs["train/nonfinite_skips"] = self.nonfinite_skips.float()
         batch_size = images.shape[0]
         self.log_dict(logs, prog_bar=False, on_step=True, on_epoch=False, batch_size=batch_size)
         self.log("loss", g_terms["total"].detach(), prog_bar=True, on_step=True, on_epoch=False, batch_size=batch_size)

@@ -53,10 +53,13 @@ def batch_usage_metrics(indices: torch.Tensor, codebook_size: int) -> dict[str, 
     """Perplexity and fraction of codes used within one batch of ``indices: (...)`` (detached).
 
     Perplexity is ``exp(H(p))`` of the empirical code distribution ``p``; equals ``codebook_size`` for uniform
-    usage and 1 when a single code is used.
+    usage and 1 when a single code is used. Out-of-range indices (what a NaN latent turns into) are left out, so
+    a non-finite batch reaches the training module's NaN guard instead of crashing here.
     """
     with torch.no_grad():
-        counts = torch.bincount(indices.reshape(-1), minlength=codebook_size).double()
+        flat = indices.reshape(-1)
+        flat = flat[(flat >= 0) & (flat < codebook_size)]
+        counts = torch.bincount(flat, minlength=codebook_size).double()
         probs = counts / counts.sum().clamp_min(1)
         entropy = -(probs * torch.log(probs.clamp_min(1e-30))).sum()
         return {

@@ -47,6 +47,61 @@ def test_sigterm_writes_last_ckpt_and_the_rerun_resumes(tmp_path: Path) -> None:
     assert (ckpt_dir / "last.ckpt").is_file() and not (ckpt_dir / "interrupted.ckpt").exists()
 
 
+SIGNAL_AT_4 = ["+callbacks.signal._target_=tests.lit.fault_injection.KillAtStep", "+callbacks.signal.step=4"]
+
+
+@pytest.mark.slow
+def test_sigusr1_under_slurm_checkpoints_and_requeues(tmp_path: Path) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "scontrol").write_text(f'#!/bin/sh\necho "$@" > {tmp_path / "scontrol.args"}\n')
+    (bin_dir / "scontrol").chmod(0o755)
+    run = tmp_path / "run"
+    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "SLURM_JOB_ID": "4242"}
+    proc = run_cli("train.py", run, *ARGS, "trainer.max_steps=8", *SIGNAL_AT_4, "+callbacks.signal.sig=SIGUSR1",
+                   env=env)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]  # a clean exit, not a crash
+    assert (tmp_path / "scontrol.args").read_text().split() == ["requeue", "4242"]
+    assert "SLURM job 4242 requeued" in proc.stdout
+    ckpt = run / "checkpoints" / "stage1" / "interrupted.ckpt"
+    assert torch.load(ckpt, map_location="cpu", weights_only=True)["global_step"] == 5  # the batch in flight ends
+    assert not list(run.rglob("hpc_ckpt*")) and not (run / "tokenizer.pt").exists()
+    assert_ok(run_cli("train.py", run, *ARGS, "trainer.max_steps=8"))  # the requeued job resumes and finishes
+    assert torch.load(run / "checkpoints/stage1/last.ckpt", weights_only=True)["global_step"] == 8
+
+
+@pytest.mark.slow
+def test_a_sigterm_storm_during_the_save_leaves_a_loadable_checkpoint(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    proc = run_cli("train.py", run, *ARGS, "trainer.max_steps=8", *SIGNAL_AT_4, "+callbacks.signal.sig=SIGTERM",
+                   "+callbacks.storm._target_=tests.lit.fault_injection.SignalStorm")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]  # neither killed by the later SIGTERMs nor crashed
+    ckpt = run / "checkpoints" / "stage1" / "interrupted.ckpt"
+    assert torch.load(ckpt, map_location="cpu", weights_only=True)["global_step"] == 5
+    assert not list(run.rglob("*.tmp"))
+    assert_ok(run_cli("train.py", run, *ARGS, "trainer.max_steps=8"))
+
+
+@pytest.mark.slow
+def test_stage1_nonfinite_loss_stops_naming_step_and_terms_or_is_skipped_within_budget(tmp_path: Path) -> None:
+    poison = ["+callbacks.poison._target_=tests.lit.fault_injection.PoisonBatch", "+callbacks.poison.batch=6"]
+    run = tmp_path / "stop"
+    proc = run_cli("train.py", run, *ARGS, "trainer.max_steps=8", *poison)
+    assert proc.returncode != 0
+    assert "FloatingPointError: non-finite generator loss at step 5 (batch 5): l2=nan" in proc.stderr, proc.stderr[
+        -3000:
+    ]
+    ckpt = torch.load(run / "checkpoints/stage1/interrupted.ckpt", map_location="cpu", weights_only=True)
+    assert ckpt["global_step"] == 5 and all(torch.isfinite(v).all() for v in ckpt["state_dict"].values())
+    assert not (run / "tokenizer.pt").exists()
+
+    run = tmp_path / "skip"
+    assert_ok(run_cli("train.py", run, *ARGS, "trainer.max_steps=8", *poison, "model.stage1.max_nonfinite_skips=1"))
+    ckpt = torch.load(run / "checkpoints/stage1/last.ckpt", map_location="cpu", weights_only=True)
+    assert ckpt["global_step"] == 8 and int(ckpt["state_dict"]["nonfinite_skips"]) == 1
+    assert all(torch.isfinite(v).all() for v in ckpt["state_dict"].values())
+
+
 def test_atomic_checkpoint_io_keeps_the_old_file_when_a_write_fails(tmp_path: Path) -> None:
     path = tmp_path / "last.ckpt"
     io = AtomicCheckpointIO()

@@ -1,0 +1,53 @@
+"""A callback the fault-tolerance tests add from the command line (``+callbacks.kill._target_=...``): it kills
+its own process with SIGKILL — no handler, no cleanup, like a node failure — once ``global_step`` reaches
+``step`` (at the start of the next batch, so the checkpoint of step ``step`` has been written)."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import lightning.pytorch as pl
+
+
+class KillAtStep(pl.Callback):
+    def __init__(self, step: int, sig: str = "SIGKILL") -> None:
+        self.step, self.sig = int(step), getattr(signal, sig)
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch, batch_idx: int) -> None:
+        if trainer.global_step >= self.step:
+            os.kill(os.getpid(), self.sig)
+
+
+class SignalStorm(pl.Callback):
+    """When the run is being interrupted (``on_exception``, which runs before the checkpoint callbacks save), send
+    this process SIGTERM every millisecond for ``seconds`` from a thread: the interrupted checkpoint is written
+    under a storm of further SIGTERMs."""
+
+    def __init__(self, seconds: float = 3.0) -> None:
+        self.seconds = float(seconds)
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        import threading
+        import time
+
+        def storm() -> None:
+            end = time.monotonic() + self.seconds
+            while time.monotonic() < end:
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(0.001)
+
+        threading.Thread(target=storm, daemon=True).start()
+
+
+class PoisonBatch(pl.Callback):
+    """Fill the images of the ``batch``-th training batch of this process (1-based) with NaN: a non-finite loss
+    from the data. (Counted in batches, not steps: a skipped batch does not advance ``global_step``.)"""
+
+    def __init__(self, batch: int) -> None:
+        self.batch, self.calls = int(batch), 0
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch, batch_idx: int) -> None:
+        self.calls += 1
+        if self.calls == self.batch:
+            batch["image"].fill_(float("nan"))
