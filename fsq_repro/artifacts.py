@@ -65,14 +65,14 @@ def save_tokenizer(
     return atomic_torch_save(payload, path)
 
 
-def safe_load(path: str | Path, name: str, what: str, missing_hint: str = "") -> object:
+def safe_load(path: str | Path, name: str, what: str, missing_hint: str = "", mmap: bool = False) -> object:
     """``torch.load(weights_only=True)``; a missing, corrupt or truncated file (or one that needs pickle) is a one-line
     ``ConfigError`` naming the option, e.g. ``tokenizer=<path> is not a readable ...``."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{name}={path} does not exist" + (f" ({missing_hint})" if missing_hint else ""))
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, ValueError) as err:
         first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
         raise ConfigError(f"{name}={path} is not a readable {what} ({first})") from None
@@ -100,9 +100,9 @@ def load_tokenizer(path: str | Path, device: str | torch.device = "cpu") -> Toke
     return tokenizer.to(device).eval()
 
 
-def read_checkpoint(path: str | Path) -> dict:
+def read_checkpoint(path: str | Path, mmap: bool = False) -> dict:
     """A Lightning checkpoint loaded with ``weights_only=True``; one-line ``ConfigError`` when unreadable."""
-    ckpt = safe_load(path, "ckpt", "checkpoint")
+    ckpt = safe_load(path, "ckpt", "checkpoint", mmap=mmap)
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
         raise ConfigError(f"ckpt={path} is not a Lightning checkpoint (no state_dict)")
     return ckpt

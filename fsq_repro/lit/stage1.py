@@ -56,4 +56,5 @@ def stage_stage1(cfg: DictConfig) -> dict:
         save_tokenizer(out, module.ema, fingerprint, extra={"experiment": cfg.experiment_name, "val": val})
         write_json(run_dir(cfg) / "stage1.json", summary)
         print(f"  wrote {out}; val: " + ", ".join(f"{k}={v:.4g}" for k, v in val.items()))
+    trainer.strategy.barrier("tokenizer export")  # DDP: the other ranks go on to `tokenize` only once it exists
     return summary

@@ -165,6 +165,7 @@ def stage_stage2(cfg: DictConfig) -> dict:
         save_maskgit(out, model, tok_hash, extra={"experiment": cfg.experiment_name, "sampler": plain(cfg.sampler)})
         write_json(run_dir(cfg) / "stage2.json", summary)
         print(f"  wrote {out}; val: " + ", ".join(f"{k}={v:.4g}" for k, v in val.items()))
+    trainer.strategy.barrier("maskgit export")  # DDP: the other ranks go on to `eval` only once it exists
     return summary
 
 

@@ -85,8 +85,16 @@ def build_trainer(cfg: DictConfig, stage: str, stage_cfg: DictConfig, callbacks:
         "num_sanity_val_steps": 0,
     }
     kwargs = {k: v for k, v in defaults.items() if cfg.trainer.get(k) is None}
+    if stage == "stage1" and cfg.trainer.get("strategy") == "ddp":
+        # the discriminator takes no part in the loss before `gan_start_step` (and the generator's EMA never
+        # does): DDP must be told that some parameters get no gradient in a step
+        kwargs["strategy"] = "ddp_find_unused_parameters_true"
     loggers = build_loggers(cfg, stage)
-    callbacks = build_callbacks(cfg, stage, bool(loggers)) + callbacks + [ReseedEveryStep(int(cfg.seed)), Preemption()]
+    callbacks = (
+        build_callbacks(cfg, stage, bool(loggers))
+        + callbacks
+        + [ReseedEveryStep(int(cfg.seed)), Preemption(), RunInfo(str(cfg.get("experiment_name")))]
+    )
     checkpointing = any(isinstance(c, pl.callbacks.ModelCheckpoint) for c in callbacks)
     if checkpointing:  # an exception or SIGTERM mid-run leaves `interrupted.ckpt`, which the next run resumes from
         # (not "last": Lightning removes this callback's file at teardown of a successful run)
@@ -132,12 +140,45 @@ def save_final_checkpoint(cfg: DictConfig, stage: str, trainer: pl.Trainer) -> N
         trainer.save_checkpoint(run_dir(cfg) / "checkpoints" / stage / "last.ckpt")
 
 
+def check_resume_compatible(path: str, module: pl.LightningModule) -> None:
+    """Before resuming, compare the checkpoint's parameter names and shapes with this model's: a checkpoint from
+    another experiment or model size is a one-line ``ConfigError`` naming the first difference (and the experiment
+    that wrote it), not a ``size mismatch`` traceback from ``load_state_dict``; an unreadable one, too."""
+    from fsq_repro.artifacts import read_checkpoint
+
+    ckpt = read_checkpoint(path, mmap=True)
+    theirs, own = ckpt["state_dict"], module.state_dict()
+    shared = sorted(own.keys() & theirs.keys())
+    problems = [f"{k} has shape {tuple(theirs[k].shape)} there, {tuple(own[k].shape)} here"
+                for k in shared if tuple(own[k].shape) != tuple(theirs[k].shape)]  # fmt: skip
+    problems += [f"{k} is missing there" for k in sorted(own.keys() - theirs.keys())]
+    problems += [f"{k} is not in this model" for k in sorted(theirs.keys() - own.keys())]
+    if problems:
+        raise ConfigError(
+            f"checkpoint {path} (experiment={ckpt.get('experiment', '?')}) does not fit this model: {problems[0]}"
+            f" ({len(problems)} differences); resume with the config that wrote it, or use another run dir"
+        )
+
+
+class RunInfo(pl.Callback):
+    """Stamps every checkpoint with the experiment name (shown when a resume does not fit)."""
+
+    def __init__(self, experiment: str) -> None:
+        self.experiment = experiment
+
+    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
+        checkpoint["experiment"] = self.experiment
+
+
 def fit_and_validate(cfg: DictConfig, stage: str, trainer: pl.Trainer, module, dm) -> dict:
     """Fit (resuming from the stage's ``last.ckpt`` when there is one), then validate on the *whole* validation
     split (usage needs all of it). Returns the summary fields every stage writes."""
     start = time.perf_counter()
+    ckpt_path = resume_path(cfg, stage)
+    if ckpt_path:
+        check_resume_compatible(ckpt_path, module)
     try:
-        trainer.fit(module, datamodule=dm, ckpt_path=resume_path(cfg, stage))
+        trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
     except SIGTERMException:
         preemption = next(c for c in trainer.callbacks if isinstance(c, Preemption))
         job = slurm_requeue() if preemption.requeue_requested and trainer.is_global_zero else None

@@ -19,6 +19,7 @@ import json
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
@@ -114,6 +115,9 @@ class ShapesClassifierFeatures(nn.Module):
         super().__init__()
         key = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
         path = Path(cache_dir) / f"shapes_classifier-{key}.pt"
+        distributed = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+        if distributed and dist.get_rank() > 0:
+            dist.barrier()  # rank 0 trains it once (below) and every rank loads the file
         if path.is_file():
             payload = torch.load(path, map_location="cpu", weights_only=True)
             self.net = ShapesNet()
@@ -125,6 +129,8 @@ class ShapesClassifierFeatures(nn.Module):
             from fsq_repro.artifacts import atomic_torch_save
 
             atomic_torch_save({"state_dict": self.net.state_dict(), "val_accuracy": self.val_accuracy}, path)
+        if distributed and dist.get_rank() == 0:
+            dist.barrier()
         self.net.eval().requires_grad_(False)
         self.resolution = recipe["resolution"]
         self.name = f"shapes-classifier-{key}"

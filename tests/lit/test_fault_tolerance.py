@@ -102,6 +102,22 @@ def test_stage1_nonfinite_loss_stops_naming_step_and_terms_or_is_skipped_within_
     assert all(torch.isfinite(v).all() for v in ckpt["state_dict"].values())
 
 
+@pytest.mark.slow
+def test_resuming_from_another_models_or_a_corrupt_checkpoint_is_a_one_line_error(tmp_path: Path) -> None:
+    first = tmp_path / "first"
+    assert_ok(run_cli("train.py", first, *ARGS, "trainer.max_steps=2"))
+    ckpt = first / "checkpoints" / "stage1" / "last.ckpt"
+    other = run_cli("train.py", tmp_path / "other", *ARGS, "quantizer=fsq_1000", f"ckpt_path={ckpt}")
+    assert other.returncode == 2
+    message = other.stderr.strip().splitlines()[-1]
+    assert message.startswith(f"error: checkpoint {ckpt} (experiment=tokenizer_shapes) does not fit this model: ")
+    assert "has shape" in message and "Traceback" not in other.stderr
+    broken = tmp_path / "broken.ckpt"
+    broken.write_bytes(ckpt.read_bytes()[:5000])  # truncated mid-write
+    proc = run_cli("train.py", tmp_path / "third", *ARGS, f"ckpt_path={broken}")
+    assert proc.returncode == 2 and "is not a readable checkpoint" in proc.stderr.strip().splitlines()[-1]
+
+
 def test_atomic_checkpoint_io_keeps_the_old_file_when_a_write_fails(tmp_path: Path) -> None:
     path = tmp_path / "last.ckpt"
     io = AtomicCheckpointIO()
