@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from fsq_repro.errors import ConfigError
 from fsq_repro.nets.vqgan import Decoder, Encoder, downsampling_factor
 from fsq_repro.quantizers import Quantizer, QuantizerOutput, build_quantizer
 
@@ -38,7 +39,7 @@ class Tokenizer(nn.Module):
         }
         factor = downsampling_factor(channel_multipliers)
         if resolution % factor:
-            raise ValueError(
+            raise ConfigError(
                 f"resolution {resolution} is not divisible by the tokenizer's downsampling factor {factor} "
                 f"(channel_multipliers={list(channel_multipliers)})"
             )

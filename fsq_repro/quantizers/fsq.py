@@ -27,6 +27,7 @@ from collections.abc import Sequence
 
 import torch
 
+from fsq_repro.errors import ConfigError
 from fsq_repro.quantizers.base import Quantizer, QuantizerOutput, batch_usage_metrics
 
 
@@ -46,11 +47,14 @@ class FSQ(Quantizer):
     Args:
         levels: number of values per channel, each ≥ 2 (the paper recommends ``L_i ≥ 5``, §3.3 / A.4.1).
         eps: the ``ε`` of ``bound`` (App. A.1 uses 1e-3).
+        codebook_size: optional, the size the config means (``∏ L_i``, Table 1); checked at construction so that
+            overriding ``quantizer.levels`` without it (or a typo in a level) is a one-line error, not a silent
+            run with another codebook.
 
     Shapes: ``forward(z: (..., d)) -> QuantizerOutput(codes (..., d), indices (...), loss (), metrics)``.
     """
 
-    def __init__(self, levels: Sequence[int], eps: float = 1e-3) -> None:
+    def __init__(self, levels: Sequence[int], eps: float = 1e-3, codebook_size: int | None = None) -> None:
         super().__init__()
         levels = [int(level) for level in levels]
         if not levels or any(level < 2 for level in levels):
@@ -59,6 +63,11 @@ class FSQ(Quantizer):
         self.eps = float(eps)
         self.dim = len(levels)
         self.codebook_size = math.prod(levels)
+        if codebook_size is not None and int(codebook_size) != self.codebook_size:
+            raise ConfigError(
+                f"quantizer.levels={list(levels)} give {self.codebook_size} codes, not quantizer.codebook_size="
+                f"{codebook_size}: fix one of them"
+            )
         if self.codebook_size > 2**31:
             raise ValueError(f"FSQ codebook of {self.codebook_size} codes is too large for int64 tokens math")
 

@@ -157,3 +157,11 @@ def test_wrong_channel_count_is_a_clear_error() -> None:
         FSQ([8, 5, 5, 5])(torch.randn(2, 8, 8, 3))
     with pytest.raises(ValueError, match="levels"):
         FSQ([8, 1])
+
+
+def test_a_codebook_size_that_is_not_the_product_of_the_levels_is_a_config_error() -> None:
+    from fsq_repro.errors import ConfigError
+
+    assert FSQ([8, 5, 5, 5], codebook_size=1000).codebook_size == 1000
+    with pytest.raises(ConfigError, match=r"levels=\[8, 5, 5, 5\] give 1000 codes, not quantizer.codebook_size=1024"):
+        FSQ([8, 5, 5, 5], codebook_size=1024)
