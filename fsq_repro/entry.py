@@ -90,8 +90,12 @@ def stage_stage2(cfg: DictConfig) -> dict:
 
 def stage_eval(cfg: DictConfig) -> dict:
     from fsq_repro.evaluation import stage_eval as run
+    from fsq_repro.lit.stages import log_results
 
-    return run(cfg, _output_dir(cfg))
+    out = _output_dir(cfg)
+    results = run(cfg, out)
+    log_results(cfg, "eval", results, {name: out / f"{name}.png" for name in ("cfg_sweep", "usage_histogram")})
+    return results
 
 
 STAGES: dict[str, Callable[[DictConfig], object]] = {
@@ -117,6 +121,10 @@ def run_train(cfg: DictConfig) -> None:
     unknown = [s for s in cfg.stages if s not in KNOWN_STAGES]
     if unknown:
         raise ConfigError(f"unknown stage(s) {unknown} in `stages`; known: {list(KNOWN_STAGES)}")
+    pipeline_tasks = ("reconstruction", "sampling", "cfg_sweep", "compression")
+    bad_tasks = [t for t in cfg.get("eval_tasks") or [] if t not in pipeline_tasks]
+    if "eval" in cfg.stages and bad_tasks:  # checked before hours of training, not after
+        raise ConfigError(f"unknown eval_tasks {bad_tasks}; known: {list(pipeline_tasks)}")
     missing = [s for s in cfg.stages if s not in STAGES]
     if missing:
         raise ConfigError(
@@ -125,6 +133,9 @@ def run_train(cfg: DictConfig) -> None:
     for stage in cfg.stages:
         print(f"[{stage}]")
         STAGES[stage](cfg)
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and wandb.run is not None:
+        wandb.finish()  # the next job of a multirun must start its own W&B run
 
 
 @one_line_errors

@@ -296,8 +296,10 @@ def stage_eval(cfg: DictConfig, run_dir: Path) -> dict:
             results[task] = task_sampling(cfg, extractor)
         elif task == "compression":
             results[task] = task_compression(cfg)
+        elif task == "cfg_sweep":
+            results[task] = task_cfg_sweep(cfg, extractor, run_dir)
         else:
-            raise ConfigError(f"eval_tasks may hold reconstruction, sampling, compression; got {task!r}")
+            raise ConfigError(f"eval_tasks may hold reconstruction, sampling, cfg_sweep, compression; got {task!r}")
         print(f"  {task}: " + ", ".join(f"{k}={v:.4g}" for k, v in results[task].items() if isinstance(v, float)))
     write_json(out, results)
     return results

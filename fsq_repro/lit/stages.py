@@ -33,6 +33,32 @@ def plain(node) -> object:
     return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
 
 
+def finish_wandb_run() -> None:
+    """Close the process's W&B run, if any (Lightning's ``WandbLogger`` re-uses a live run instead of starting one)."""
+    import sys
+
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and wandb.run is not None:
+        wandb.finish()
+
+
+def wandb_group_and_tags(cfg: DictConfig) -> tuple[str, list[str]]:
+    """W&B group: one per multirun (``<experiment>-<sweep dir name>``, so a sweep is one dashboard), else the
+    experiment name; tags: the experiment, the quantizer (e.g. ``FSQ [8, 5, 5, 5]``) and ``multirun``."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    from fsq_repro.reporting import describe
+
+    name = str(cfg.get("experiment_name"))
+    quantizer = {k.lower(): v for k, v in plain(cfg.quantizer).items() if k != "_target_"}
+    quantizer["name"] = "fsq" if "levels" in quantizer else "vq"
+    tags = [name, describe(quantizer)[2]]
+    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        return f"{name}-{Path(HydraConfig.get().sweep.dir).name}", [*tags, "multirun"]
+    return name, tags
+
+
 def build_loggers(cfg: DictConfig, stage: str) -> list:
     """Every logger of ``logger=...``, one sub-run per stage (CSV/TB: ``<run>/<logger>/<stage>``; W&B: job_type)."""
     loggers = []
@@ -44,7 +70,10 @@ def build_loggers(cfg: DictConfig, stage: str) -> list:
         if kind in ("CSVLogger", "TensorBoardLogger"):
             overrides = {"version": stage}
         elif kind == "WandbLogger":
-            overrides = {"name": f"{conf.get('name')}-{stage}", "job_type": stage}
+            finish_wandb_run()  # one W&B run per stage and per multirun job, never appended to the previous one
+            group, tags = wandb_group_and_tags(cfg)
+            overrides = {"name": f"{conf.get('name')}-{stage}", "job_type": stage, "group": conf.get("group") or group,
+                         "tags": list(conf.get("tags") or []) + tags}  # fmt: skip
         logger = instantiate(conf, **overrides)
         logger.log_hyperparams(plain(cfg))
         loggers.append(logger)
@@ -206,8 +235,9 @@ def count_parameters(module: torch.nn.Module | None) -> int:
 
 
 def log_results(cfg: DictConfig, name: str, results: dict, images: dict[str, Path] | None = None) -> None:
-    """Send eval numbers (and plots) to the configured loggers (CSV / TensorBoard / W&B) under ``<name>/...``;
-    a ``curve`` list (``cfg_sweep``) is logged point by point with the point's index as step."""
+    """Send eval numbers (and plots) to the configured loggers (CSV / TensorBoard / W&B) under ``<name>/...``.
+    ``results`` is one task's dict or the pipeline's ``{task: dict}``; a ``curve`` list (``cfg_sweep``) is logged
+    point by point (step = the point's index) under ``<name>/cfg_sweep/...``."""
     import numpy as np
     from PIL import Image
 
@@ -216,11 +246,22 @@ def log_results(cfg: DictConfig, name: str, results: dict, images: dict[str, Pat
     loggers = build_loggers(cfg, name)
     if not loggers:
         return
-    points = results.get("curve") or [results]
-    for step, point in enumerate(points):
-        numbers = {f"{name}/{k}": float(v) for k, v in point.items() if isinstance(v, (int, float)) and k != "task"}
-        for logger in loggers:
-            logger.log_metrics(numbers, step=step)
+    tasks = results if all(isinstance(v, dict) for v in results.values()) else {"": results}
+
+    def numbers(prefix: str, point: dict) -> dict:
+        return {f"{prefix}/{k}": float(v) for k, v in point.items() if isinstance(v, (int, float)) and k != "task"}
+
+    flat, curves = {}, []
+    for task, res in tasks.items():
+        prefix = f"{name}/{task}" if task else name
+        flat.update(numbers(prefix, res))
+        curves += [(f"{prefix}/cfg_sweep" if task != "cfg_sweep" else prefix, res["curve"])] if res.get("curve") else []
+    for logger in loggers:
+        if flat:
+            logger.log_metrics(flat, step=0)
+        for prefix, curve in curves:
+            for step, point in enumerate(curve):
+                logger.log_metrics(numbers(prefix, point), step=step)
     holder = type("T", (), {"loggers": loggers})()
     for key, path in (images or {}).items():
         if Path(path).is_file():
