@@ -59,11 +59,13 @@ def test_default_quantizer_is_fsq_1000() -> None:
 def test_every_quantizer_instantiates(option: str) -> None:
     cfg = _compose([f"quantizer={option}"])
     q = instantiate(cfg.quantizer)
-    kind, size = option.split("_")
+    kind, size, *ablation = option.split("_")
     if kind == "fsq":
         assert isinstance(q, FSQ)
         assert q.codebook_size == math.prod(q.levels)
-        if int(size) in TABLE1:
+        if ablation:  # levels-ablation sets (Fig. 10): fsq_<|C|>_l<min L_i>
+            assert q.codebook_size == int(size) and f"l{min(q.levels)}" == ablation[0] and min(q.levels) < 5
+        elif int(size) in TABLE1:
             assert list(q.levels) == TABLE1[int(size)]
         else:  # the CPU configs outside Table 1 are named by their exact size and keep L_i >= 5 (App. A.4.1)
             assert q.codebook_size == int(size) and min(q.levels) >= 5
@@ -77,3 +79,35 @@ def test_table1_sources_are_cited() -> None:
     for size in TABLE1:
         path = CONFIGS / "quantizer" / f"fsq_{size}.yaml"
         assert "# FSQ paper Table 1" in path.read_text(), path
+
+
+def test_levels_ablation_sweeps_sets_of_about_the_same_size_with_and_without_small_levels() -> None:
+    cfg = _compose(["experiment=levels_ablation"])
+    assert cfg.hydra.mode.name == "MULTIRUN" and cfg.data.resolution == 128  # the 128 px study of §4.2
+    options = str(cfg.hydra.sweeper.params.quantizer).split(",")
+    quantizers = [instantiate(_compose([f"quantizer={o}"]).quantizer) for o in options]
+    sizes = {round(math.log2(q.codebook_size)) for q in quantizers}
+    assert sizes == {10, 12}
+    for bits in sizes:
+        group = [q for q in quantizers if round(math.log2(q.codebook_size)) == bits]
+        assert any(min(q.levels) >= 5 for q in group) and any(min(q.levels) < 5 for q in group)
+
+
+def test_slurm_launcher_config_builds_the_submitit_launcher() -> None:
+    cfg = _compose(["hydra/launcher=slurm", "hydra.launcher.partition=gpu", "experiment=tradeoff_fsq"])
+    launcher = cfg.hydra.launcher
+    assert launcher._target_.endswith("submitit_launcher.SlurmLauncher")
+    assert launcher.tasks_per_node == launcher.gpus_per_node  # one DDP process per GPU
+    assert launcher.max_num_timeout > 0 and launcher.additional_parameters.requeue is True
+    built = instantiate(launcher)  # builds the launcher object (submits nothing)
+    assert type(built).__name__ == "SlurmLauncher"
+    assert _compose([]).hydra.launcher._target_.endswith("BasicLauncher")  # the local launcher stays the default
+
+
+def test_tradeoff_experiments_follow_the_paper() -> None:
+    for name, kind in (("tradeoff_fsq", FSQ), ("tradeoff_vq", VectorQuantizer)):
+        cfg = _compose([f"experiment={name}"])
+        assert cfg.data.resolution == 128 and isinstance(instantiate(cfg.quantizer), kind)
+        # 100 / 200 epochs of ImageNet-1k (1 281 167 images) at global batch 512 / 256 (FSQ paper §4.2)
+        assert cfg.model.stage1.max_steps == round(100 * 1281167 / 512)
+        assert cfg.model.stage2.max_steps == round(200 * 1281167 / 256)
