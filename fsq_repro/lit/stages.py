@@ -9,6 +9,7 @@ crashed pipeline in the same dir continues where it stopped. Stage-specific leng
 
 from __future__ import annotations
 
+import importlib.util
 import time
 from pathlib import Path
 
@@ -67,6 +68,10 @@ def build_loggers(cfg: DictConfig, stage: str) -> list:
             continue
         kind = conf._target_.rsplit(".", 1)[-1]
         overrides = {}
+        if kind == "TensorBoardLogger" and not any(
+            importlib.util.find_spec(m) for m in ("tensorboard", "tensorboardX")
+        ):
+            raise ConfigError("logger=tensorboard needs the tensorboard package: pip install tensorboard")
         if kind in ("CSVLogger", "TensorBoardLogger"):
             overrides = {"version": stage}
         elif kind == "WandbLogger":
