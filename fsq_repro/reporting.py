@@ -125,6 +125,15 @@ def _plt():
     return plt
 
 
+def _save(fig, axes: list, path: Path) -> Path:
+    for ax in axes:
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    _plt().close(fig)
+    return path
+
+
 def plot_tradeoff(rows: list[dict], path: Path) -> Path:
     """Fig. 3 a)–d): rFID, sampling FID, usage and compression cost against log2 |C|, one line per quantizer kind."""
     plt = _plt()
@@ -138,11 +147,7 @@ def plot_tradeoff(rows: list[dict], path: Path) -> Path:
             if points:
                 ax.plot(*zip(*points), marker, label=kind)
         ax.set(title=title, xlabel="log2 |C|")
-        ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, list(axes), path)
 
 
 def plot_cfg(rows: list[dict], path: Path) -> Path | None:
@@ -159,12 +164,7 @@ def plot_cfg(rows: list[dict], path: Path) -> Path | None:
             ax2.plot([c["recall"] for c in curve], [c["precision"] for c in curve], "o-", label=row["quantizer"])
     ax1.set(xlabel="CFG weight α", ylabel=f"sampling {rows[0]['metric']}", title="Fig. 4: FID vs α")
     ax2.set(xlabel="recall", ylabel="precision", title="Fig. 4: precision vs recall")
-    ax1.legend()
-    ax2.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, [ax1, ax2], path)
 
 
 def plot_levels(rows: list[dict], path: Path) -> Path | None:
@@ -178,11 +178,7 @@ def plot_levels(rows: list[dict], path: Path) -> Path | None:
         group = [r for r in fsq if r["min_level"] == level]
         ax.scatter([r["log2_codebook"] for r in group], [r["fd"] for r in group], label=f"min L_i = {level}")
     ax.set(xlabel="log2 |C|", ylabel=f"sampling {rows[0]['metric']}", title="Fig. 10: levels per channel")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, [ax], path)
 
 
 def write_report(roots: list[str | Path], out_dir: str | Path) -> dict:
