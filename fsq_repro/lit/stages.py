@@ -242,7 +242,7 @@ def count_parameters(module: torch.nn.Module | None) -> int:
 def log_results(cfg: DictConfig, name: str, results: dict, images: dict[str, Path] | None = None) -> None:
     """Send eval numbers (and plots) to the configured loggers (CSV / TensorBoard / W&B) under ``<name>/...``.
     ``results`` is one task's dict or the pipeline's ``{task: dict}``; a ``curve`` list (``cfg_sweep``) is logged
-    point by point (step = the point's index) under ``<name>/cfg_sweep/...``."""
+    point by point (step = the point's index) under the task's prefix."""
     import numpy as np
     from PIL import Image
 
@@ -260,7 +260,7 @@ def log_results(cfg: DictConfig, name: str, results: dict, images: dict[str, Pat
     for task, res in tasks.items():
         prefix = f"{name}/{task}" if task else name
         flat.update(numbers(prefix, res))
-        curves += [(f"{prefix}/cfg_sweep" if task != "cfg_sweep" else prefix, res["curve"])] if res.get("curve") else []
+        curves += [(prefix, res["curve"])] if res.get("curve") else []  # a cfg_sweep's points: step = index
     for logger in loggers:
         if flat:
             logger.log_metrics(flat, step=0)

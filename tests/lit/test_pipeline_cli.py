@@ -89,9 +89,14 @@ def test_shapes_pipeline_end_to_end(tmp_path: Path, shapes_cache_dir: Path) -> N
     )
 
 
+FAST_EVAL = ["metrics.reference_size=96", "metrics.num_per_class=1", "metrics.is_splits=2", "metrics.batch_size=10",
+             "sampler.steps=2"]  # fmt: skip
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("experiment", ["maskgit_fsq", "maskgit_vq"])
-def test_fast_dev_run_of_the_maskgit_experiments(experiment: str, tmp_path: Path, shapes_cache_dir: Path) -> None:
+@pytest.mark.parametrize("experiment", ["maskgit_fsq", "maskgit_vq", "tradeoff_fsq", "tradeoff_vq"])
+def test_fast_dev_run_of_the_imagenet_experiments(experiment: str, tmp_path: Path, shapes_cache_dir: Path) -> None:
+    """Every stage of the paper-size experiments, one batch each, on the shapes at 32 px instead of ImageNet."""
     run = tmp_path / "run"
     assert_ok(
         run_cli(
@@ -99,9 +104,33 @@ def test_fast_dev_run_of_the_maskgit_experiments(experiment: str, tmp_path: Path
             "data.val.size=4", "data.batch_size=2", "model.stage2.batch_size=2", "model.stage2.compile=false",
             "model.stage2.num_sample_images=1", "model.stage2.num_workers=0",
             "loss.perceptual_weight=0",  # no VGG-16 file here; the LPIPS path is tested in tests/losses
-            "metrics.extractor=shapes", f"paths.cache_dir={shapes_cache_dir}", *TINY_EVAL,  # no Inception file
+            "metrics.extractor=shapes", f"paths.cache_dir={shapes_cache_dir}", *FAST_EVAL,  # no Inception file
         )
     )  # fmt: skip
     model = load_maskgit(run / "maskgit.pt")
     assert model.arch["depth"] == 24 and model.arch["hidden_dim"] == 768  # the paper-size transformer
-    assert model.codebook_size == (1000 if experiment == "maskgit_fsq" else 1024)
+    assert model.codebook_size == (1000 if experiment.endswith("fsq") else 1024)
+    assert set(json.loads((run / "results.json").read_text())) == {"reconstruction", "sampling", "compression"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("experiment", ["demo", "maskgit_shapes", "levels_ablation"])
+def test_fast_dev_run_of_the_cpu_experiments(experiment: str, tmp_path: Path, shapes_cache_dir: Path) -> None:
+    """The CPU experiments, and one job of the levels ablation (a multirun; run here as a single job with one of
+    its L_i < 5 level sets, Stage I only: its other stages are those of tradeoff_fsq)."""
+    run = tmp_path / "run"
+    extra = ["hydra.mode=RUN", "quantizer=fsq_1024_l2", "stages=[stage1]", "data=shapes"]
+    extra = extra if experiment == "levels_ablation" else []
+    assert_ok(
+        run_cli(
+            "train.py", run, f"experiment={experiment}", "debug=fast", "data.train.size=8", "data.val.size=4",
+            "data.batch_size=2", "model.stage2.batch_size=2", "model.stage2.num_sample_images=1",
+            "loss.perceptual_weight=0", "metrics.extractor=shapes", f"paths.cache_dir={shapes_cache_dir}",
+            *FAST_EVAL, *extra,
+        )
+    )  # fmt: skip
+    tokenizer = read_tokenizer_file(run / "tokenizer.pt")
+    if experiment == "levels_ablation":
+        assert tokenizer["config"]["quantizer"]["levels"] == [2] * 10
+    else:
+        assert (run / "results.json").is_file() and (run / "maskgit.pt").is_file()
