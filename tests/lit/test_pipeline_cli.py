@@ -96,17 +96,26 @@ FAST_EVAL = ["metrics.reference_size=96", "metrics.num_per_class=1", "metrics.is
 @pytest.mark.slow
 @pytest.mark.parametrize("experiment", ["maskgit_fsq", "maskgit_vq", "tradeoff_fsq", "tradeoff_vq"])
 def test_fast_dev_run_of_the_imagenet_experiments(experiment: str, tmp_path: Path, shapes_cache_dir: Path) -> None:
-    """Every stage of the paper-size experiments, one batch each, on the shapes at 32 px instead of ImageNet."""
+    """Every stage of the paper-size experiments, one batch each, on the shapes instead of ImageNet. The 128 px
+    trade-off experiments differ from maskgit_* (same nets) in resolution and lengths: they run Stage I at their
+    own 128 px only, to keep the suite inside the CI budget."""
     run = tmp_path / "run"
+    tradeoff = experiment.startswith("tradeoff")
+    extra = ["stages=[stage1]", "data=shapes", "data.resolution=128"] if tradeoff else ["data=shapes"]
     assert_ok(
         run_cli(
-            "train.py", run, f"experiment={experiment}", "debug=fast", "data=shapes", "data.train.size=8",
+            "train.py", run, f"experiment={experiment}", "debug=fast", *extra, "data.train.size=8",
             "data.val.size=4", "data.batch_size=2", "model.stage2.batch_size=2", "model.stage2.compile=false",
             "model.stage2.num_sample_images=1", "model.stage2.num_workers=0",
             "loss.perceptual_weight=0",  # no VGG-16 file here; the LPIPS path is tested in tests/losses
             "metrics.extractor=shapes", f"paths.cache_dir={shapes_cache_dir}", *FAST_EVAL,  # no Inception file
         )
     )  # fmt: skip
+    tokenizer = read_tokenizer_file(run / "tokenizer.pt")["config"]
+    assert len(tokenizer["quantizer"].get("levels", [])) == (4 if experiment.endswith("fsq") else 0)
+    if tradeoff:
+        assert tokenizer["net"]["resolution"] == 128  # 8x8 tokens at 128 px
+        return
     model = load_maskgit(run / "maskgit.pt")
     assert model.arch["depth"] == 24 and model.arch["hidden_dim"] == 768  # the paper-size transformer
     assert model.codebook_size == (1000 if experiment.endswith("fsq") else 1024)

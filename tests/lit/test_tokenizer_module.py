@@ -39,6 +39,7 @@ def _fit(quantizer, steps: int, tmp_path: Path, gan: bool = False):
     )
     trainer = pl.Trainer(
         accelerator="cpu",
+        precision="bf16-mixed",  # what trainer=cpu uses (2x faster on CPU); the quantizers compute in fp32
         max_steps=steps,
         limit_val_batches=0,
         logger=False,
