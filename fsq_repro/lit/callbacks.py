@@ -77,9 +77,9 @@ class Preemption(pl.Callback):
       runs ``scontrol requeue $SLURM_JOB_ID`` (``fit_and_validate``). Lightning's own SLURM handler is kept out (it
       saves ``hpc_ckpt_*.ckpt`` from inside the signal handler, possibly mid-step, and ``ckpt_path=last`` ignores
       those files): Lightning installs it only when no handler is registered, and this one is registered first.
-    - Further SIGTERMs while the checkpoint is written are counted, never fatal: this callback's SIGTERM handler is
-      the one Lightning restores when it tears down, so a signal storm cannot kill the process mid-save (and the
-      save is atomic anyway)."""
+    - Further SIGTERMs while the checkpoint is written are counted, never fatal: only the first reaches Lightning's
+      handler, and this callback's SIGTERM handler is the one Lightning restores when it tears down, so a signal
+      storm cannot kill the process mid-save (and the save is atomic anyway)."""
 
     def __init__(self, requeue_signals: tuple[str, ...] = ("SIGUSR1", "SIGUSR2")) -> None:
         self.requeue_signals = [getattr(signal, name) for name in requeue_signals]
@@ -102,6 +102,20 @@ class Preemption(pl.Callback):
         ]:
             self._previous[signum] = signal.getsignal(signum)
             signal.signal(signum, handler)
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Lightning has installed its SIGTERM handler by now: let it see the first SIGTERM only. It logs on every
+        call, and a burst of SIGTERMs re-entered it until Python's recursion limit (seen under CI load)."""
+        if threading.current_thread() is not threading.main_thread():
+            return
+        lightning_handler = signal.getsignal(signal.SIGTERM)
+
+        def first_only(signum, frame) -> None:
+            self.sigterms += 1
+            if self.sigterms == 1 and callable(lightning_handler):
+                lightning_handler(signum, frame)
+
+        signal.signal(signal.SIGTERM, first_only)
 
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         for signum, handler in self._previous.items():
