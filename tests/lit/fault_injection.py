@@ -43,3 +43,16 @@ class SignalStorm(pl.Callback):
                 time.sleep(0.001)
 
         threading.Thread(target=storm, daemon=True).start()
+
+
+class PoisonBatch(pl.Callback):
+    """Fill the images of the ``batch``-th training batch of this process (1-based) with NaN: a non-finite loss
+    from the data. (Counted in batches, not steps: a skipped batch does not advance ``global_step``.)"""
+
+    def __init__(self, batch: int) -> None:
+        self.batch, self.calls = int(batch), 0
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch, batch_idx: int) -> None:
+        self.calls += 1
+        if self.calls == self.batch:
+            batch["image"].fill_(float("nan"))
