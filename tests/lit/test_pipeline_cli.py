@@ -98,10 +98,13 @@ FAST_EVAL = ["metrics.reference_size=96", "metrics.num_per_class=1", "metrics.is
 def test_fast_dev_run_of_the_imagenet_experiments(experiment: str, tmp_path: Path, shapes_cache_dir: Path) -> None:
     """Every stage of the paper-size experiments, one batch each, on the shapes instead of ImageNet. The 128 px
     trade-off experiments differ from maskgit_* (same nets) in resolution and lengths: they run Stage I at their
-    own 128 px only, to keep the suite inside the CI budget."""
+    own 128 px only, and maskgit_vq runs a 2-layer transformer (maskgit_fsq has the paper-size one), to keep the
+    suite inside the CI budget."""
     run = tmp_path / "run"
     tradeoff = experiment.startswith("tradeoff")
     extra = ["stages=[stage1]", "data=shapes", "data.resolution=128"] if tradeoff else ["data=shapes"]
+    depth = 2 if experiment == "maskgit_vq" else 24
+    extra += [f"model.stage2.transformer.depth={depth}"]
     assert_ok(
         run_cli(
             "train.py", run, f"experiment={experiment}", "debug=fast", *extra, "data.train.size=8",
@@ -117,7 +120,7 @@ def test_fast_dev_run_of_the_imagenet_experiments(experiment: str, tmp_path: Pat
         assert tokenizer["net"]["resolution"] == 128  # 8x8 tokens at 128 px
         return
     model = load_maskgit(run / "maskgit.pt")
-    assert model.arch["depth"] == 24 and model.arch["hidden_dim"] == 768  # the paper-size transformer
+    assert model.arch["depth"] == depth and model.arch["hidden_dim"] == 768  # the paper-size transformer
     assert model.codebook_size == (1000 if experiment.endswith("fsq") else 1024)
     assert set(json.loads((run / "results.json").read_text())) == {"reconstruction", "sampling", "compression"}
 

@@ -40,7 +40,7 @@ def random_inception_weights(tmp_path_factory) -> Path:
     return path
 
 
-def _images(seed: int, n: int = 32) -> torch.Tensor:
+def _images(seed: int, n: int = 16) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     base = torch.rand(n, 3, 8, 8, generator=g)
     up = torch.nn.functional.interpolate(base, size=64, mode="bilinear") * 255
