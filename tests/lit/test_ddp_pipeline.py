@@ -45,3 +45,21 @@ def test_two_process_pipeline_matches_one_process(tmp_path: Path, shapes_cache_d
     assert a.keys() == b.keys()
     worst = max((a[k].double() - b[k].double()).abs().max().item() for k in a if a[k].is_floating_point())
     assert worst <= 1e-5, worst
+
+
+def test_cpu_data_parallel_processes_share_the_cores() -> None:
+    import os
+
+    from omegaconf import OmegaConf
+
+    from fsq_repro.lit.stages import split_cpu_threads
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(os.cpu_count() or 1)
+        split_cpu_threads(OmegaConf.create({"trainer": {"accelerator": "cpu", "devices": 1}}))
+        assert torch.get_num_threads() == (os.cpu_count() or 1)  # one process keeps every core
+        split_cpu_threads(OmegaConf.create({"trainer": {"accelerator": "cpu", "devices": 2}}))
+        assert torch.get_num_threads() == max(1, (os.cpu_count() or 1) // 2)
+    finally:
+        torch.set_num_threads(before)
