@@ -6,6 +6,7 @@ import re
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,3 +71,16 @@ def test_lightning_is_imported_only_in_lit_and_never_as_pytorch_lightning() -> N
 def test_modules_stay_short() -> None:
     for path in (ROOT / "fsq_repro").rglob("*.py"):
         assert len(path.read_text().splitlines()) <= 400, f"{path} is over 400 lines"
+
+
+@pytest.mark.slow
+def test_the_ratio_benchmarks_run_and_end_with_their_ratio_line() -> None:
+    """Smoke test at toy sizes (the numbers are measured by running the scripts, never asserted here)."""
+    import subprocess
+
+    for script, args in [("bench_sampler.py", ["--batch", "2", "--repeats", "1"]),
+                         ("bench_token_cache.py", ["--images", "192", "--batch", "64"])]:  # fmt: skip
+        proc = subprocess.run([sys.executable, f"scripts/{script}", *args], cwd=ROOT, capture_output=True, text=True,
+                              timeout=300)  # fmt: skip
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert re.fullmatch(r"ratio: \d+\.\d\d", proc.stdout.strip().splitlines()[-1]), proc.stdout
