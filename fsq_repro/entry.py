@@ -21,11 +21,28 @@ from fsq_repro.errors import ConfigError
 KNOWN_STAGES = ("data", "stage1", "tokenize", "stage2", "eval")
 
 
+# Third-party notices that say nothing about a run (pinned versions; the eval-mode modules are the tokenizer's
+# EMA copy and frozen feature nets, on purpose). Silenced so that real warnings stand out.
+KNOWN_NOISE = (
+    r"'set_vital' is deprecated",  # torchdata 0.11 StatefulDataLoader
+    r"`isinstance\(treespec, LeafSpec\)` is deprecated",  # lightning 2.6 with torch 2.9
+    r"Found \d+ module\(s\) in eval mode at the start of training",  # lightning: EMA / frozen nets
+)
+
+
+def quiet_known_noise() -> None:
+    import warnings
+
+    for message in KNOWN_NOISE:
+        warnings.filterwarnings("ignore", message=message)
+
+
 def one_line_errors(fn: Callable) -> Callable:
     """Turn a ``ConfigError`` (also when wrapped by Hydra's instantiate) into ``error: ...`` and exit code 2."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        quiet_known_noise()
         try:
             return fn(*args, **kwargs)
         except (ConfigError, InstantiationException) as err:

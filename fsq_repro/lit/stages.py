@@ -280,7 +280,7 @@ def log_results(cfg: DictConfig, name: str, results: dict, images: dict[str, Pat
     holder = type("T", (), {"loggers": loggers})()
     for key, path in (images or {}).items():
         if Path(path).is_file():
-            grid = torch.from_numpy(np.asarray(Image.open(path).convert("RGB"))).permute(2, 0, 1).float() / 255
+            grid = torch.from_numpy(np.array(Image.open(path).convert("RGB"))).permute(2, 0, 1).float() / 255
             log_image(holder, f"{name}/{key}", grid, 0)
     for logger in loggers:
         logger.finalize("success")

@@ -78,7 +78,7 @@ class ShapesNet(nn.Module):
         return features, self.head(features)
 
 
-SHAPES_RECIPE = {"net": "ShapesNet/v1", "resolution": 32, "train_size": 20000, "steps": 600, "batch": 128, "lr": 2e-3}
+SHAPES_RECIPE = {"net": "ShapesNet/v1", "resolution": 32, "train_size": 20000, "steps": 300, "batch": 128, "lr": 2e-3}
 
 
 def train_shapes_classifier(recipe: dict = SHAPES_RECIPE, seed: int = 0) -> tuple[ShapesNet, float]:
