@@ -27,6 +27,11 @@ KNOWN_NOISE = (
     r"'set_vital' is deprecated",  # torchdata 0.11 StatefulDataLoader
     r"`isinstance\(treespec, LeafSpec\)` is deprecated",  # lightning 2.6 with torch 2.9
     r"Found \d+ module\(s\) in eval mode at the start of training",  # lightning: EMA / frozen nets
+    # lightning turns ckpt_path=None into "last" when OnExceptionCheckpoint is present; our `resume_path` has
+    # already chosen the newest last/interrupted checkpoint, so on a fresh run there is none by design
+    r"`\.fit\(ckpt_path=None\)` was called without a model\. The last model",  # (filters match at the start)
+    r'\.fit\(ckpt_path="last"\) is set, but there is no last checkpoint available',
+    r"Precision bf16-mixed is not supported by the model summary",
 )
 
 

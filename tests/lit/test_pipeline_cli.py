@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ import pytest
 import torch
 
 from fsq_repro.artifacts import load_maskgit, read_tokenizer_file
+from fsq_repro.entry import KNOWN_NOISE
 from tests.conftest import assert_ok, run_cli
 
 TINY_DATA = ["data.train.size=96", "data.val.size=32", "data.batch_size=16"]
@@ -33,6 +35,7 @@ def test_shapes_pipeline_end_to_end(tmp_path: Path, shapes_cache_dir: Path) -> N
                      "results.json", "usage_histogram.png"):  # fmt: skip
         assert (run / artifact).exists(), artifact
     assert "token cache" in proc.stdout
+    assert not [m for m in KNOWN_NOISE if re.search(m, proc.stderr)]  # known third-party notices are silenced
     model = load_maskgit(run / "maskgit.pt")
     assert model.codebook_size == 125 and model.num_tokens == 64 and model.num_classes == 10
     metrics = (run / "csv" / "stage2" / "metrics.csv").read_text().splitlines()[0]
