@@ -176,7 +176,7 @@ def task_reconstruction(cfg: DictConfig, extractor, out_dir: Path | None = None)
 def generate(cfg: DictConfig, tokenizer, model, cfg_scale: float, num_per_class: int, hist: torch.Tensor):
     """Samples of every class as lazily generated uint8 batches; ``hist`` counts the generated tokens."""
     from fsq_repro.generation.sampler import sample_with_model
-    from fsq_repro.generation.sampling_job import labels_for
+    from fsq_repro.generation.sampling_job import batch_generator, labels_for
 
     sampler = OmegaConf.to_container(cfg.sampler, resolve=True)
     sampler["cfg_scale"] = float(cfg_scale)
@@ -184,7 +184,7 @@ def generate(cfg: DictConfig, tokenizer, model, cfg_scale: float, num_per_class:
     h, w = tokenizer.token_grid
     for start in range(0, len(labels), int(cfg.metrics.batch_size)):
         batch = labels[start : start + int(cfg.metrics.batch_size)]
-        generator = torch.Generator(device=_device()).manual_seed(int(cfg.seed) * 1_000_003 + start)
+        generator = batch_generator(int(cfg.seed), start, _device())
         tokens = sample_with_model(model, batch, generator=generator, **sampler)
         hist.add_(torch.bincount(tokens.flatten().cpu(), minlength=model.codebook_size))
         yield uint8_nchw(tokenizer.decode(tokens.view(-1, h, w)))

@@ -92,7 +92,7 @@ def run(name: str, quantizer: Quantizer, train: torch.Tensor, val: torch.Tensor,
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--out", type=Path, default=Path("outputs/demo/quantizers"))
     args = parser.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))

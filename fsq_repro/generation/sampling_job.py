@@ -28,6 +28,12 @@ def labels_for(num_classes: int, num_per_class: int, classes: list[int] | None =
     return torch.tensor(classes).repeat_interleave(num_per_class)
 
 
+def batch_generator(seed: int, start: int, device: str | torch.device = "cpu") -> torch.Generator:
+    """The random stream of the batch whose first sample is number ``start``: the one definition shared by
+    ``sample.py`` and the eval tasks, so the same seed gives the same images however the batches are sharded."""
+    return torch.Generator(device=device).manual_seed(seed * 1_000_003 + start)
+
+
 def generate_shard(
     sample_fn: Callable[[torch.Tensor, torch.Generator], torch.Tensor],
     labels: torch.Tensor,
@@ -49,7 +55,7 @@ def generate_shard(
     positions, images, out_labels = [], [], []
     for start in starts:
         batch_labels = labels[start : start + batch_size].to(device)
-        generator = torch.Generator(device=device).manual_seed(seed * 1_000_003 + start)
+        generator = batch_generator(seed, start, device)
         images.append(to_uint8(sample_fn(batch_labels, generator)))
         positions.append(np.arange(start, start + len(batch_labels)))
         out_labels.append(batch_labels.cpu().numpy())
