@@ -7,6 +7,7 @@ PY := $(VENV)/bin/python
 REQ_HASH := $(shell sha256sum requirements.txt | cut -c1-16)
 HERE_HASH := $(shell printf '%s' "$(CURDIR)" | sha256sum | cut -c1-12)
 REQ_STAMP := $(VENV)/.req-$(REQ_HASH)
+EXTRA_STAMP := $(VENV)/.extra-$(shell sha256sum requirements-extra.txt | cut -c1-16)
 PKG_STAMP := $(VENV)/.pkg-$(HERE_HASH)-$(REQ_HASH)
 PYTEST_ARGS ?=
 
@@ -20,8 +21,13 @@ $(REQ_STAMP): requirements.txt
 	$(PY) -m pip install --disable-pip-version-check -q -r requirements.txt
 	@rm -f $(VENV)/.req-* && touch $@
 
+# Pinned additions (requirements-extra.txt), installed on top without changing the venv's key.
+$(EXTRA_STAMP): $(REQ_STAMP) requirements-extra.txt
+	$(PY) -m pip install --disable-pip-version-check -q -r requirements-extra.txt
+	@rm -f $(VENV)/.extra-* && touch $@
+
 # Editable install of this checkout (re-done when the venv is reused by another clone).
-$(PKG_STAMP): $(REQ_STAMP) pyproject.toml
+$(PKG_STAMP): $(REQ_STAMP) $(EXTRA_STAMP) pyproject.toml
 	$(PY) -m pip install --disable-pip-version-check -q --no-deps --no-build-isolation -e .
 	@rm -f $(VENV)/.pkg-* && touch $@
 

@@ -34,6 +34,7 @@ def test_top_level_layout() -> None:
         "README.md",
         "pyproject.toml",
         "requirements.txt",
+        "requirements-extra.txt",
         ".ci/run",
         "train.py",
         "eval.py",
@@ -45,6 +46,7 @@ def test_top_level_layout() -> None:
 
 def test_requirements_and_environment_yml_agree() -> None:
     req = _pins((ROOT / "requirements.txt").read_text().splitlines())
+    req |= _pins((ROOT / "requirements-extra.txt").read_text().splitlines())
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     assert any(str(d).startswith("python=3.11") for d in env["dependencies"] if isinstance(d, str))
     pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))

@@ -72,7 +72,7 @@ def build_loggers(cfg: DictConfig, stage: str) -> list:
         if kind == "TensorBoardLogger" and not any(
             importlib.util.find_spec(m) for m in ("tensorboard", "tensorboardX")
         ):
-            raise ConfigError("logger=tensorboard needs the tensorboard package: pip install tensorboard")
+            raise ConfigError("logger=tensorboard needs the tensorboard package: make install (requirements-extra.txt)")
         if kind in ("CSVLogger", "TensorBoardLogger"):
             overrides = {"version": stage}
         elif kind == "WandbLogger":

@@ -108,3 +108,17 @@ def test_export_rejects_a_non_stage1_checkpoint(tmp_path: Path) -> None:
         [sys.executable, "scripts/export_tokenizer.py", f"ckpt={bogus}"], cwd=ROOT, capture_output=True, text=True
     )
     assert proc.returncode == 2 and "not a Stage I" in proc.stderr
+
+
+@pytest.mark.slow
+def test_tensorboard_logger_writes_training_and_validation_scalars(tmp_path: Path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = tmp_path / "run"
+    steps = ["trainer.max_steps=4", "model.stage1.val_check_interval=2", "trainer.log_every_n_steps=1"]
+    assert_ok(run_cli("train.py", run, "experiment=tokenizer_shapes", *SHAPES_TINY, "logger=tensorboard", *steps))
+    events = EventAccumulator(str(run / "tensorboard" / "stage1")).Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"train/l2", "train/psnr", "val/psnr"} <= tags, tags
+    assert len(events.Scalars("train/psnr")) == 4  # one point per step
+    assert "reconstructions" in " ".join(events.Tags()["images"])
