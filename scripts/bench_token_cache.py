@@ -2,8 +2,8 @@
 
     python scripts/bench_token_cache.py [--preset tiny|paper] [--images N] [--batch B]
 
-- ``tiny`` (default): the CPU nets (model/stage1/tiny-like tokenizer, FSQ [5,5,5], 32 px shapes → 8×8 tokens;
-  model/stage2/tiny-like MaskGIT), 2 048 images at batch 64. The on-the-fly arm also renders the shapes.
+- ``tiny`` (default): the nets of ``experiment=maskgit_shapes`` (model/stage1/tiny with FSQ [5,5,5], 32 px shapes →
+  8×8 tokens; model/stage2/tiny), 2 048 images at batch 64. The on-the-fly arm also renders the shapes.
 - ``paper``: the nets of ``experiment=maskgit_fsq`` composed from the configs (MaskGIT VQGAN encoder with FSQ
   [8,5,5,5] at 256 px → 16×16 tokens; maskgit_base, 24 × 768, 1 000 classes), 8 images at batch 2 on CPU.
   Images are random tensors already in memory, so JPEG decoding — which the on-the-fly arm would also pay at
@@ -31,39 +31,43 @@ from fsq_repro.lit.maskgit_module import MaskGITModule
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
-def tiny_setup(images: int):
-    from fsq_repro.data.embedded import ShapesDataset
-    from fsq_repro.nets.tokenizer import Tokenizer
-    from fsq_repro.nets.transformer import MaskGITTransformer
-    from fsq_repro.quantizers import FSQ
-
-    tokenizer = Tokenizer(FSQ([5, 5, 5]), 32, 32, [1, 2, 2], 1, 8)
-    model = MaskGITTransformer(125, 10, 64, hidden_dim=192, depth=4, num_heads=4, mlp_dim=768)
-    return tokenizer, model, ShapesDataset("train", size=images, resolution=32), 10
+EXPERIMENTS = {"tiny": "maskgit_shapes", "paper": "maskgit_fsq"}
 
 
-def paper_setup(images: int):
+class RandomImages(TensorDataset):
+    """ImageNet stand-in already in memory: ``{"image": (3, H, W) in [−1, 1], "label"}``."""
+
+    def __init__(self, count: int, resolution: int, classes: int) -> None:
+        g = torch.Generator().manual_seed(0)
+        x = torch.rand(count, 3, resolution, resolution, generator=g) * 2 - 1
+        super().__init__(x, torch.randint(0, classes, (count,), generator=g))
+
+    def __getitem__(self, i):
+        image, label = super().__getitem__(i)
+        return {"image": image, "label": label}
+
+
+def setup(preset: str, images: int):
+    """The tokenizer and transformer of the preset's experiment, built from its configs as the stages build them,
+    and its images: the embedded shapes (tiny) or random 256 px tensors for ImageNet's 1 000 classes (paper)."""
     from hydra import compose, initialize_config_dir
     from hydra.utils import instantiate
 
+    from fsq_repro.data.embedded import ShapesDataset
+
     with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
-        cfg = compose("train", overrides=["experiment=maskgit_fsq"])
+        cfg = compose("train", overrides=[f"experiment={EXPERIMENTS[preset]}"])
     tokenizer = instantiate(cfg.model.stage1.tokenizer)(quantizer=instantiate(cfg.quantizer))
-    grid = tokenizer.token_grid
-    classes = 1000  # ImageNet
+    if preset == "tiny":
+        dataset = ShapesDataset("train", size=images, resolution=tokenizer.resolution)
+        classes = dataset.num_classes
+    else:
+        dataset, classes = RandomImages(images, tokenizer.resolution, 1000), 1000
+    h, w = tokenizer.token_grid
     model = instantiate(cfg.model.stage2.transformer)(
-        codebook_size=tokenizer.codebook_size, num_classes=classes, num_tokens=grid[0] * grid[1]
+        codebook_size=tokenizer.codebook_size, num_classes=classes, num_tokens=h * w
     )
-    g = torch.Generator().manual_seed(0)
-    x = torch.rand(images, 3, tokenizer.resolution, tokenizer.resolution, generator=g) * 2 - 1
-    y = torch.randint(0, classes, (images,), generator=g)
-
-    class Images(TensorDataset):
-        def __getitem__(self, i):
-            image, label = super().__getitem__(i)
-            return {"image": image, "label": label}
-
-    return tokenizer, model, Images(x, y), classes
+    return tokenizer, model, dataset, classes
 
 
 def count_flops(fn) -> float:
@@ -83,7 +87,7 @@ def main() -> None:
     images = args.images or (2048 if args.preset == "tiny" else 8)
     batch_size = args.batch or (64 if args.preset == "tiny" else 2)
     torch.manual_seed(0)
-    tokenizer, model, dataset, classes = (tiny_setup if args.preset == "tiny" else paper_setup)(images)
+    tokenizer, model, dataset, classes = setup(args.preset, images)
     tokenizer.eval()
     grid = tokenizer.token_grid
     module = MaskGITModule(model, lr=1e-4, warmup_steps=10)
