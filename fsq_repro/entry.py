@@ -43,7 +43,8 @@ def quiet_known_noise() -> None:
 
 
 def one_line_errors(fn: Callable) -> Callable:
-    """Turn a ``ConfigError`` (also when wrapped by Hydra's instantiate) into ``error: ...`` and exit code 2."""
+    """Every entry point's wrapper: silence ``KNOWN_NOISE``, and turn a ``ConfigError`` (also when wrapped by
+    Hydra's instantiate) into ``error: ...`` and exit code 2."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
