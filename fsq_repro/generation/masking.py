@@ -67,6 +67,18 @@ def expected_mask_ratio(min_mask_rate: float = 0.45) -> float:
     return 2 / math.pi * math.sin(math.pi * r0 / 2) + min_mask_rate * (1 - r0)
 
 
-def tokens_masked_after_step(num_tokens: int, step: int, total_steps: int, kind: str = "cosine") -> int:
-    """The schedule's target number of masked tokens after decoding step ``step`` (0-based) of ``total_steps``."""
-    return math.floor(num_tokens * float(mask_schedule((step + 1) / total_steps, kind)))
+def tokens_masked_after_step(
+    num_tokens: int, step: int, total_steps: int, kind: str = "cosine", float32: bool = False
+) -> int:
+    """The schedule's target number of masked tokens after decoding step ``step`` (0-based) of ``total_steps``:
+    ``floor(N · mask_schedule((step + 1) / T))``.
+
+    Arithmetic: float64 by default, the exact value of the formula. The official decoder (``parallel_decode.py``,
+    JAX without x64) computes ratio, cosine and product in **float32**, where ``cos(π/3)`` rounds to 0.49999997:
+    at ``N = 256, T = 12`` after the 8th step (``step = 7``) it keeps 127 tokens masked where float64 keeps 128.
+    ``float32=True`` reproduces the official numbers token for token (sampler option ``official_float32``)."""
+    if not float32:
+        return math.floor(num_tokens * float(mask_schedule((step + 1) / total_steps, kind)))
+    ratio = torch.tensor((step + 1) / total_steps, dtype=torch.float32)
+    masked_fraction = mask_schedule(ratio, kind).clamp(1e-6, 1.0)  # official: clip to [1e-6, 1]
+    return int(torch.floor(torch.tensor(num_tokens, dtype=torch.float32) * masked_fraction))

@@ -1,17 +1,27 @@
 """MaskGIT iterative decoding with classifier-free guidance (MaskGIT §3.2; FSQ paper §4.3; hyperparameters.md).
 
-Start from all-MASK. At step ``t = 0 … T−1``:
+Follows the official ``maskgit/libml/parallel_decode.py: decode``. Start from all-MASK. At step ``t = 0 … T−1``:
 
 1. logits ``l`` for every position; with guidance ``l' = l_c + α_t (l_c − l_∅)`` where the conditional and the
    unconditional (null class) rows run as **one batch of 2B** (``batched_cfg=True``) or two passes;
-2. sample every masked position from ``softmax(l')`` (categorical; already known positions keep their code);
-3. confidence = ``log p(sampled) + τ_t · Gumbel``, ``τ_t = choice_temperature · (1 − (t + 1)/T)``; known positions
-   get ``+∞``;
+2. sample every masked position from ``softmax(l')`` (categorical; ``greedy=True``: argmax); already known positions
+   keep their code;
+3. confidence = ``log p(sampled) + τ_t · g`` with ``g ~ Gumbel(0, 1)`` and ``τ_t = choice_temperature · (1 − (t + 1)/T)``;
+   known positions get ``+∞``, so a decoded token is never re-masked or changed;
 4. re-mask the ``mask_len`` least confident positions, ``mask_len = floor(N · mask_schedule((t + 1)/T))`` clipped to
-   ``[1, #masked − 1]`` (MaskGIT), and 0 at the last step: after T steps no MASK remains.
+   ``[1, #masked − 1]``; at the last step nothing is re-masked (the official loop returns the step's sampled ids).
 
 ``mask_schedule`` is the same function training uses (``generation/masking.py``). Guidance lives here only; the
 model never sees α.
+
+Deliberate differences from the official code, each tested in ``tests/generation/test_sampler.py``:
+
+* the schedule is computed in float64 (the exact formula); ``official_float32=True`` uses the official float32
+  arithmetic (at N = 256, T = 12 it keeps 127 masked after step 8 instead of 128; ``masking.tokens_masked_after_step``);
+* the official code re-masks the positions whose confidence is *strictly below* the ``mask_len``-th smallest, so
+  tied confidences can re-mask fewer than ``mask_len``; here exactly ``mask_len`` are re-masked (ties broken by
+  position). With continuous logits and Gumbel noise, ties have probability zero;
+* classifier-free guidance (FSQ paper §4.3) is not in the official decoder.
 
 Shapes: ``labels (B,)`` in ``[0, K)`` → tokens ``(B, N)`` int64 in ``[0, C)``.
 """
@@ -42,8 +52,12 @@ def cfg_scale_at(step: int, total_steps: int, cfg_scale: float, schedule: str = 
 
 
 def gumbel(shape: torch.Size, generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
-    u = torch.rand(shape, generator=generator, device=device).clamp_(1e-20, 1.0)
-    return -torch.log(-torch.log(u).clamp_min(1e-20))
+    """Standard Gumbel(0, 1) noise ``−log(−log u)``, ``u ~ U(0, 1)``: mean γ ≈ 0.5772, std π/√6 ≈ 1.2825.
+
+    ``u`` is drawn in float64 and kept in ``[tiny, 1)``, so both logs are finite (``−log u > 0`` for ``u < 1``)."""
+    u = torch.rand(shape, generator=generator, device=device, dtype=torch.float64)
+    u = u.clamp_min(torch.finfo(torch.float64).tiny)
+    return (-torch.log(-torch.log(u))).float()
 
 
 @torch.no_grad()
@@ -60,11 +74,14 @@ def maskgit_sample(
     cfg_schedule: str = "constant",
     schedule: str = "cosine",  # MaskGIT §3.2
     batched_cfg: bool = True,
+    greedy: bool = False,
+    official_float32: bool = False,
     generator: torch.Generator | None = None,
     return_history: bool = False,
 ):
     """Decode ``len(labels)`` token maps. ``model(tokens (B, N), class_ids (B,)) -> logits (B, N, C)``;
-    ``class_ids(labels)`` maps labels to class-token ids (the model's embedder in eval mode).
+    ``class_ids(labels)`` maps labels to class-token ids (the model's embedder in eval mode). ``greedy``: argmax
+    instead of categorical sampling; ``official_float32``: the official float32 schedule arithmetic (module docstring).
 
     Returns tokens ``(B, N)``; with ``return_history`` also the list of per-step masks (True = still masked)."""
     device = labels.device
@@ -84,19 +101,23 @@ def maskgit_sample(
         else:
             logits = guided_logits(model(tokens, cond_ids), model(tokens, null_ids), alpha)
         log_probs = torch.log_softmax(logits.float(), dim=-1)
-        sampled = torch.multinomial(log_probs.exp().flatten(0, 1), 1, generator=generator).view(b, num_tokens)
-        sampled = torch.where(masked, sampled, tokens)
+        if greedy:
+            sampled = log_probs.argmax(-1)
+        else:
+            sampled = torch.multinomial(log_probs.exp().flatten(0, 1), 1, generator=generator).view(b, num_tokens)
+        sampled = torch.where(masked, sampled, tokens)  # a known token is never changed
         if t == steps - 1:
             tokens = sampled
             history.append(torch.zeros_like(masked))
             break
         confidence = torch.gather(log_probs, -1, sampled[..., None])[..., 0]
         temperature = choice_temperature * (1 - (t + 1) / steps)
-        confidence = confidence + temperature * gumbel(confidence.shape, generator, device)
+        if temperature > 0:
+            confidence = confidence + temperature * gumbel(confidence.shape, generator, device)
         confidence = torch.where(masked, confidence, torch.full_like(confidence, float("inf")))
-        target = tokens_masked_after_step(num_tokens, t, steps, schedule)  # float64: floor(64·cos(π/3)) = 32
+        target = tokens_masked_after_step(num_tokens, t, steps, schedule, float32=official_float32)
         mask_len = torch.clamp(torch.full((b,), target, device=device), max=masked.sum(1) - 1).clamp_min(1)
-        ranks = confidence.argsort(dim=1).argsort(dim=1)  # 0 = least confident
+        ranks = confidence.argsort(dim=1, stable=True).argsort(dim=1)  # 0 = least confident; ties by position
         remask = ranks < mask_len[:, None]
         tokens = torch.where(remask, torch.full_like(sampled, mask_token_id), sampled)
         history.append(remask)
