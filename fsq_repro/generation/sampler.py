@@ -6,7 +6,7 @@ Follows the official ``maskgit/libml/parallel_decode.py: decode``. Start from al
    unconditional (null class) rows run as **one batch of 2B** (``batched_cfg=True``) or two passes;
 2. sample every masked position from ``softmax(l')`` (categorical; ``greedy=True``: argmax); already known positions
    keep their code;
-3. confidence = ``log p(sampled) + τ_t · g`` with ``g ~ Gumbel(0, 1)`` and ``τ_t = choice_temperature · (1 − (t + 1)/T)``;
+3. confidence = ``log p(sampled) + τ_t · g``, ``g ~ Gumbel(0, 1)``, ``τ_t = choice_temperature · (1 − (t + 1)/T)``;
    known positions get ``+∞``, so a decoded token is never re-masked or changed;
 4. re-mask the ``mask_len`` least confident positions, ``mask_len = floor(N · mask_schedule((t + 1)/T))`` clipped to
    ``[1, #masked − 1]``; at the last step nothing is re-masked (the official loop returns the step's sampled ids).

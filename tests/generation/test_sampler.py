@@ -12,7 +12,7 @@ import torch
 
 from fsq_repro.generation import sampler as sampler_module
 from fsq_repro.generation.masking import tokens_masked_after_step
-from fsq_repro.generation.sampler import gumbel, guided_logits, maskgit_sample, sample_with_model
+from fsq_repro.generation.sampler import guided_logits, gumbel, maskgit_sample, sample_with_model
 from fsq_repro.nets.transformer import MaskGITTransformer
 
 
