@@ -3,7 +3,10 @@
 Per batch of cached tokens ``(B, N)``: mask ``max(mask_schedule(r), min_mask_rate)`` of each row (``r ~ U(0,1)``,
 ``generation/masking.py``), replace them by MASK, predict them with the bidirectional transformer given the class
 token (dropped to the null class with p = 0.1 inside the class embedder), cross-entropy with label smoothing 0.1 on
-the masked positions only. AdamW β = (0.9, 0.96), lr 1e-4, weight decay 0.045, 5k linear warm-up then cosine decay
+the masked positions only, averaged over each image's masked positions, then over the batch (official
+``losses.weighted_sequence_cross_entropy_loss``). AdamW β = (0.9, 0.96), lr 1e-4, weight decay 0.045, 5k linear
+warm-up, then ``lr_schedule``: ``constant`` (the official class-conditional config, ``base_config.lr_schedule``; the
+paper experiments' default — the FSQ paper does not state its schedule) or ``cosine`` decay to 0 at ``total_steps``
 (hyperparameters.md). Logs loss and masked-token accuracy; at validation, also class-conditional samples decoded by
 the tokenizer when one is attached (the tokenizer is never part of the training loop or the checkpoint).
 """
@@ -24,13 +27,21 @@ from fsq_repro.nets.transformer import MaskGITTransformer
 def masked_token_loss(
     logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor, label_smoothing: float = 0.1
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Cross-entropy (with label smoothing) and accuracy over the masked positions only.
+    """Cross-entropy (with label smoothing) over the masked positions only, averaged over each image's masked
+    positions, then over the images (official ``weighted_sequence_cross_entropy_loss`` with the mask as weights: an
+    image with 200 masked tokens weighs as much as one with 115). Accuracy: all masked positions pooled (logging).
 
-    ``logits (B, N, C)``, ``targets (B, N)``, ``mask (B, N)`` bool → two scalars."""
-    picked_logits, picked_targets = logits[mask].float(), targets[mask]
-    loss = F.cross_entropy(picked_logits, picked_targets, label_smoothing=label_smoothing)
-    accuracy = (picked_logits.argmax(-1) == picked_targets).float().mean()
+    ``logits (B, N, C)``, ``targets (B, N)``, ``mask (B, N)`` bool, at least one True per row → two scalars."""
+    per_token = F.cross_entropy(
+        logits.float().flatten(0, 1), targets.flatten(), label_smoothing=label_smoothing, reduction="none"
+    ).view(targets.shape)
+    weights = mask.float()
+    loss = ((per_token * weights).sum(1) / weights.sum(1).clamp_min(1)).mean()
+    accuracy = (logits[mask].argmax(-1) == targets[mask]).float().mean()
     return loss, accuracy
+
+
+LR_SCHEDULES = ("constant", "cosine")
 
 
 def warmup_cosine(step: int, warmup_steps: int, total_steps: int, final_fraction: float = 0.0) -> float:
@@ -42,6 +53,15 @@ def warmup_cosine(step: int, warmup_steps: int, total_steps: int, final_fraction
     return final_fraction + (1 - final_fraction) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
+def lr_multiplier(step: int, warmup_steps: int, total_steps: int, schedule: str = "constant") -> float:
+    """``constant``: linear warm-up, then 1 (official MaskGIT); ``cosine``: ``warmup_cosine``."""
+    if schedule == "constant":
+        return min(1.0, (step + 1) / warmup_steps) if warmup_steps > 0 else 1.0
+    if schedule == "cosine":
+        return warmup_cosine(step, warmup_steps, total_steps)
+    raise ValueError(f"unknown lr_schedule {schedule!r}; choose one of {LR_SCHEDULES}")
+
+
 class MaskGITModule(pl.LightningModule):
     def __init__(
         self,
@@ -51,6 +71,7 @@ class MaskGITModule(pl.LightningModule):
         weight_decay: float = 0.045,  # hyperparameters.md (MaskGIT)
         warmup_steps: int = 5000,  # hyperparameters.md (MaskGIT)
         total_steps: int = 1_000_000,
+        lr_schedule: str = "constant",  # official MaskGIT class-conditional config
         min_mask_rate: float = 0.45,  # FSQ paper §4.3
         mask_schedule: str = "cosine",  # MaskGIT §3.2
         label_smoothing: float = 0.1,  # MaskGIT
@@ -66,6 +87,9 @@ class MaskGITModule(pl.LightningModule):
         self.model = model
         self.lr, self.betas, self.weight_decay = lr, tuple(betas), weight_decay
         self.warmup_steps, self.total_steps = int(warmup_steps), int(total_steps)
+        if lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"unknown lr_schedule {lr_schedule!r}; choose one of {LR_SCHEDULES}")
+        self.lr_schedule = lr_schedule
         self.min_mask_rate, self.mask_schedule, self.label_smoothing = min_mask_rate, mask_schedule, label_smoothing
         self.sampler = dict(sampler or {})
         self.num_sample_images, self.max_sample_classes = num_sample_images, max_sample_classes
@@ -89,7 +113,7 @@ class MaskGITModule(pl.LightningModule):
             betas=self.betas,
         )
         schedule = torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda step: warmup_cosine(step, self.warmup_steps, self.total_steps)
+            opt, lambda step: lr_multiplier(step, self.warmup_steps, self.total_steps, self.lr_schedule)
         )
         return {"optimizer": opt, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 

@@ -6,8 +6,14 @@ prepended to the ``N = h·w`` image tokens.
 
 Architecture: token + learned position embeddings → LayerNorm → dropout → ``depth`` post-LN blocks
 (``x = LN(x + Drop(MHSA(x)))``, ``x = LN(x + Drop(MLP(x)))``, GELU MLP, ``F.scaled_dot_product_attention``) →
-MaskGIT's MLM head (dense → GELU → LN) → logits tied to the token embedding + a bias. Only the code logits
-``[0, C)`` are returned: every target and every sample is a code.
+MaskGIT's MLM head (dense → GELU → LN) → logits tied to the token embedding + a bias. As in the official
+``maskgit_transformer.py``: GELU is the tanh approximation (``jax.nn.gelu`` default), every dense and embedding
+kernel (position embeddings too) is drawn from a normal with std 0.02 truncated at ±2σ (``truncated_normal``),
+biases start at zero, LayerNorm eps 1e-12.
+
+Only the code logits ``[0, C)`` are returned: every target and every sample is a code. The official sampler slices
+the logits the same way (``inference.py``: ``logits[..., :codebook_size]``); its training loop is not public, so
+whether its label smoothing spread over the codes or over the whole vocabulary is unknown — here, over the codes.
 
 Shapes: ``forward(tokens: (B, N) int64 with MASK = mask_token_id, class_ids: (B,) int64 vocabulary ids)``
 → logits ``(B, N, C)``.
@@ -20,6 +26,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from fsq_repro.errors import ConfigError
+
+
+def truncated_normal_(weight: torch.Tensor, std: float = 0.02) -> torch.Tensor:
+    """Official ``truncated_normal(stddev)``: ``std · N(0, 1)`` truncated to ``[−2, 2]``, i.e. at ±2σ.
+    (``nn.init.trunc_normal_(w, std=0.02)`` truncates at ±2 *absolute*: 100σ, no truncation at all.)"""
+    return nn.init.trunc_normal_(weight, mean=0.0, std=std, a=-2 * std, b=2 * std)
 
 
 class ClassEmbedder(nn.Module):
@@ -54,7 +66,7 @@ class Block(nn.Module):
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
         self.norm1 = nn.LayerNorm(dim, eps=eps)
-        self.mlp = nn.Sequential(nn.Linear(dim, mlp_dim), nn.GELU(), nn.Linear(mlp_dim, dim))
+        self.mlp = nn.Sequential(nn.Linear(dim, mlp_dim), nn.GELU(approximate="tanh"), nn.Linear(mlp_dim, dim))
         self.norm2 = nn.LayerNorm(dim, eps=eps)
         self.drop = nn.Dropout(dropout)
 
@@ -99,17 +111,17 @@ class MaskGITTransformer(nn.Module):
             Block(hidden_dim, num_heads, mlp_dim, dropout, layer_norm_eps) for _ in range(depth)
         )
         self.head = nn.Sequential(
-            nn.Linear(hidden_dim, hidden_dim), nn.GELU(), nn.LayerNorm(hidden_dim, eps=layer_norm_eps)
+            nn.Linear(hidden_dim, hidden_dim), nn.GELU(approximate="tanh"), nn.LayerNorm(hidden_dim, eps=layer_norm_eps)
         )
         self.head_bias = nn.Parameter(torch.zeros(self.vocab_size))
         self.apply(self._init)
-        nn.init.trunc_normal_(self.pos_emb, std=0.02)
+        truncated_normal_(self.pos_emb)
 
     @staticmethod
     def _init(m: nn.Module) -> None:
-        """MaskGIT: truncated normal (std 0.02) for dense and embedding kernels, zero biases."""
+        """MaskGIT: truncated normal (std 0.02, cut at ±2σ) for dense and embedding kernels, zero biases."""
         if isinstance(m, (nn.Linear, nn.Embedding)):
-            nn.init.trunc_normal_(m.weight, std=0.02)
+            truncated_normal_(m.weight)
         if isinstance(m, nn.Linear) and m.bias is not None:
             nn.init.zeros_(m.bias)
 

@@ -9,7 +9,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from fsq_repro.generation.sampler import sample_with_model
-from fsq_repro.lit.maskgit_module import MaskGITModule, warmup_cosine
+from fsq_repro.lit.maskgit_module import MaskGITModule, lr_multiplier, warmup_cosine
 from fsq_repro.nets.transformer import MaskGITTransformer
 
 K, N, C = 4, 16, 16
@@ -34,6 +34,19 @@ class PatternTokens(Dataset):
 def test_warmup_cosine_closed_form() -> None:
     assert warmup_cosine(0, 10, 110) == 0.1 and warmup_cosine(9, 10, 110) == 1.0
     assert abs(warmup_cosine(60, 10, 110) - 0.5) < 1e-12 and warmup_cosine(110, 10, 110) == 0.0
+
+
+def test_lr_schedule_is_constant_after_warmup_by_default_and_cosine_on_request() -> None:
+    assert [lr_multiplier(s, 10, 110) for s in (0, 4, 9, 60, 10_000)] == [0.1, 0.5, 1.0, 1.0, 1.0]
+    assert lr_multiplier(60, 10, 110, "cosine") == warmup_cosine(60, 10, 110)
+    model = MaskGITTransformer(C, K, N, hidden_dim=16, depth=1, num_heads=2, mlp_dim=32)
+    for schedule, at_end in (("constant", 1.0), ("cosine", 0.0)):
+        module = MaskGITModule(model, warmup_steps=10, total_steps=110, lr_schedule=schedule)
+        scheduler = module.configure_optimizers()["lr_scheduler"]["scheduler"]
+        assert scheduler.lr_lambdas[0](110) == at_end
+    assert MaskGITModule(model).lr_schedule == "constant"  # official MaskGIT class-conditional config
+    with pytest.raises(ValueError, match="unknown lr_schedule"):
+        MaskGITModule(model, lr_schedule="linear")
 
 
 def test_class_conditional_samples_reproduce_their_pattern(tmp_path) -> None:
