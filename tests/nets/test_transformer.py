@@ -102,3 +102,14 @@ def test_startup_checks_are_one_line_errors() -> None:
         check_vocabulary(1000, 1000, 10, 1000)
     with pytest.raises(ConfigError, match="not divisible"):
         MaskGITTransformer(8, 2, 4, hidden_dim=30, num_heads=4)
+
+
+def test_paper_size_parameter_count_matches_the_official_structure() -> None:
+    """24 × 768 MaskGIT with 1 000 codes + 1 000 classes + MASK, counted layer by layer from the official BERT-style
+    ``maskgit_transformer.py`` (q/k/v/out dense + LN, MLP 3072 + LN, embeddings + LN, MLM dense + LN + bias)."""
+    with torch.device("meta"):
+        model = MaskGITTransformer(1000, 1000, 256)
+    d, mlp, vocab, positions, depth = 768, 3072, 2001, 257, 24
+    per_layer = 4 * (d * d + d) + 2 * d + (d * mlp + mlp) + (mlp * d + d) + 2 * d
+    expected = vocab * d + positions * d + 2 * d + depth * per_layer + (d * d + d) + 2 * d + vocab
+    assert sum(p.numel() for p in model.parameters()) == expected == 172_438_737
