@@ -1,11 +1,10 @@
-"""VQGAN encoder/decoder, discriminator and the Tokenizer: shapes, downsampling, encode/decode consistency."""
+"""VQGAN encoder/decoder and the Tokenizer: shapes, downsampling, encode/decode consistency."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from fsq_repro.nets.discriminator import Discriminator
 from fsq_repro.nets.tokenizer import Tokenizer
 from fsq_repro.nets.vqgan import Decoder, Encoder
 from fsq_repro.quantizers import FSQ, VectorQuantizer
@@ -40,14 +39,3 @@ def test_tokenizer_round_trip_for_both_bottlenecks(quantizer) -> None:
 def test_resolution_must_divide_by_the_downsampling_factor() -> None:
     with pytest.raises(ValueError, match="not divisible by the tokenizer's downsampling factor 4"):
         Tokenizer(FSQ([5, 5, 5]), resolution=30, **TINY)
-
-
-def test_discriminator_shapes_and_gradients() -> None:
-    disc = Discriminator(resolution=32, base_channels=16, channel_multipliers=[1, 2, 2])
-    x = torch.randn(3, 3, 32, 32, requires_grad=True)
-    logits = disc(x)
-    assert logits.shape == (3,)
-    logits.sum().backward()
-    assert x.grad.abs().sum() > 0
-    with pytest.raises(ValueError, match="not divisible"):
-        Discriminator(resolution=36, channel_multipliers=[1, 2, 2])
