@@ -2,7 +2,8 @@
 
 - non-saturating generator loss ``E[softplus(−D(x̂))]`` (weight 0.1, after ``gan_start_step``),
 - discriminator loss ``E[softplus(−D(x))] + E[softplus(D(x̂))]``,
-- R1 penalty (Mescheder et al. 2018) ``E[‖∇ₓ D(x)‖²]`` on real images, added as ``γ/2 · R1`` with γ = 10,
+- R1 penalty (Mescheder et al. 2018) ``E[‖∇ₓ D(x)‖²]`` on real images, w.r.t. the images it is given
+  (``Stage1Loss`` rescales it to [0, 1] pixels and weights it, see ``fsq_repro/losses/stage1.py``),
 - LeCam regularisation (Tseng et al. 2021) ``E[relu(D(x) − μ_fake)²] + E[relu(μ_real − D(x̂))²]`` with EMA anchors.
 
 Logits are ``(B,)``; images ``(B, 3, H, W)``.
@@ -25,7 +26,8 @@ def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> 
 
 
 def r1_penalty(real_images: torch.Tensor, real_logits: torch.Tensor) -> torch.Tensor:
-    """``mean_b ‖∂ D(x_b) / ∂ x_b‖²``; ``real_images`` must require grad; differentiable (create_graph)."""
+    """``mean_b ‖∂ D(x_b) / ∂ x_b‖²`` w.r.t. ``real_images`` as given (no scale, no cost); ``real_images`` must
+    require grad; differentiable (create_graph)."""
     (grad,) = torch.autograd.grad(real_logits.sum(), real_images, create_graph=True)
     return grad.pow(2).flatten(1).sum(1).mean()
 
