@@ -28,7 +28,7 @@ def _fit(quantizer, steps: int, tmp_path: Path, gan: bool = False):
         val=partial(ShapesDataset, "val", size=256, resolution=32),
         batch_size=32,
     )
-    disc = Discriminator(32, base_channels=16, channel_multipliers=[1, 2, 2]) if gan else None
+    disc = Discriminator(32, max_channels=32) if gan else None
     module = TokenizerModule(
         Tokenizer(quantizer, **NET),
         Stage1Loss(perceptual_weight=0.0, gan_weight=0.1 if gan else 0.0, gan_start_step=2),
