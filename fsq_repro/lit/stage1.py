@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import lightning.pytorch as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig
@@ -9,7 +11,15 @@ from omegaconf import DictConfig
 from fsq_repro.artifacts import save_tokenizer
 from fsq_repro.data.fingerprint import data_fingerprint
 from fsq_repro.lit.callbacks import ImageGridLogger
-from fsq_repro.lit.stages import build_trainer, count_parameters, fit_and_validate, plain, run_dir, write_json
+from fsq_repro.lit.stages import (
+    build_trainer,
+    configure_global_batch,
+    count_parameters,
+    fit_and_validate,
+    plain,
+    run_dir,
+    write_json,
+)
 from fsq_repro.lit.tokenizer_module import TokenizerModule
 
 
@@ -35,6 +45,7 @@ def stage_stage1(cfg: DictConfig) -> dict:
     )  # fmt: skip
     grids = ImageGridLogger(run_dir(cfg) / "stage1", name="reconstructions", nrow=8)
     trainer = build_trainer(cfg, "stage1", stage_cfg, [grids])
+    batch = configure_global_batch(cfg, "stage1", trainer, module, "data.batch_size", int(cfg.data.batch_size))
     params = {
         "encoder": count_parameters(tokenizer.encoder),
         "decoder": count_parameters(tokenizer.decoder),
@@ -51,6 +62,7 @@ def stage_stage1(cfg: DictConfig) -> dict:
         "quantizer": tokenizer.quantizer.config(),
         "data": cfg.data.get("name"),
         "data_fingerprint": fingerprint,
+        "global_batch": asdict(batch),
     })  # fmt: skip
     if trainer.is_global_zero:
         save_tokenizer(out, module.ema, fingerprint, extra={"experiment": cfg.experiment_name, "val": val})

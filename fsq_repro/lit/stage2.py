@@ -11,6 +11,7 @@ import inspect
 import math
 import os
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -26,7 +27,15 @@ from fsq_repro.errors import ConfigError
 from fsq_repro.lit.callbacks import ImageGridLogger
 from fsq_repro.lit.datamodules import TokenDataModule
 from fsq_repro.lit.maskgit_module import MaskGITModule
-from fsq_repro.lit.stages import build_trainer, count_parameters, fit_and_validate, plain, run_dir, write_json
+from fsq_repro.lit.stages import (
+    build_trainer,
+    configure_global_batch,
+    count_parameters,
+    fit_and_validate,
+    plain,
+    run_dir,
+    write_json,
+)
 from fsq_repro.nets.transformer import check_vocabulary
 
 
@@ -151,6 +160,7 @@ def stage_stage2(cfg: DictConfig) -> dict:
     module.attach_tokenizer(tokenizer)
     grids = ImageGridLogger(run_dir(cfg) / "stage2", name="samples", nrow=module.num_sample_images, upscale=2)
     trainer = build_trainer(cfg, "stage2", stage_cfg, [grids, _TokenizerToDevice()])
+    batch = configure_global_batch(cfg, "stage2", trainer, module, "model.stage2.batch_size", int(stage_cfg.batch_size))
     params = count_parameters(model)
     print(f"  transformer: {params / 1e6:.2f} M parameters, {num_tokens} tokens, vocabulary {model.vocab_size}")
     summary = fit_and_validate(cfg, "stage2", trainer, module, dm)
@@ -160,6 +170,7 @@ def stage_stage2(cfg: DictConfig) -> dict:
         "num_tokens": num_tokens,
         "vocab_size": model.vocab_size,
         "tokenizer_hash": tok_hash,
+        "global_batch": asdict(batch),
     })  # fmt: skip
     if trainer.is_global_zero:
         save_maskgit(out, model, tok_hash, extra={"experiment": cfg.experiment_name, "sampler": plain(cfg.sampler)})

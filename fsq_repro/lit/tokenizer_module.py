@@ -1,21 +1,34 @@
 """Lightning module for Stage I: the VQGAN tokenizer with an FSQ or VQ bottleneck (FSQ paper §4.1 / §4.3).
 
 Manual optimisation with two Adam optimisers (β = (0, 0.99), lr 1e-4, linear warm-up; hyperparameters.md):
-one generator step (L2 + perceptual + GAN + quantizer loss, ``Stage1Loss``) and, once the GAN is active, one
-discriminator step (non-saturating + R1 [+ LeCam]) per batch. Gradients are clipped. Under ``bf16-mixed`` the nets
-run in bf16 while the quantizers compute in fp32 internally.
+per optimizer step, one generator update (L2 + perceptual + GAN + quantizer loss, ``Stage1Loss``) and, once the
+GAN is active, one discriminator update (non-saturating + R1 [+ LeCam]). No gradient clipping by default
+(MaskGIT's vqgan_config has none); ``grad_clip`` clips both nets' gradient norms. The norms are computed and logged
+either way (the NaN/Inf guard needs them). Under ``bf16-mixed`` the nets run in bf16 while the quantizers compute
+in fp32 internally.
+
+Gradient accumulation (``accumulate_grad_batches`` = k, set by the stage from ``model.stage1.global_batch_size``;
+Lightning's own accumulation does not apply to manual optimisation): every micro-batch back-propagates loss / k for
+the generator and, when the GAN is active, the discriminator; every k-th micro-batch both nets are stepped (after
+the optional clip), the gradients zeroed, the EMA updated. The discriminator is frozen while the generator's GAN
+term is computed and back-propagated, so it only ever accumulates its own loss's gradients. Every term is a
+per-image mean and the nets are per-image (GroupNorm), so k micro-batches of B equal one batch of k·B (the LeCam
+anchors, when on, move once per micro-batch).
 
 EMA (decay 0.999) covers the **generator only** (encoder, quantizer, decoder): ``self.ema`` is a plain sub-module,
 so it is saved and restored with every checkpoint, and the discriminator is never averaged. Validation and export
-use the EMA weights. ``global_step`` counts optimiser steps (two per batch once the GAN is on), so schedules here
-use ``self.batches_seen``, a buffer that advances once per training batch. The discriminator is stepped through
-the raw torch optimiser, so Lightning's ``global_step`` (and ``trainer.max_steps``) counts batches, not optimiser
-steps (with two Lightning-wrapped optimisers it would advance twice per batch). This assumes no GradScaler:
-use ``bf16-mixed`` or ``32-true``, not ``16-mixed``.
+use the EMA weights. Schedules (warm-up, ``gan_start_step``, lazy R1) count optimizer steps: ``self.batches_seen``,
+a checkpointed buffer that advances once per optimizer step. The generator steps through Lightning's optimizer
+wrapper and the discriminator through the raw torch optimiser, so ``global_step`` (and ``trainer.max_steps``)
+counts optimizer steps too, not micro-batches (with two Lightning-wrapped optimisers it would advance twice per
+step). A non-finite loss or gradient norm drops the whole accumulation window (weights untouched). Checkpoints
+hold no accumulated gradients: a run resumed from one written mid-window starts a fresh window. This assumes no
+GradScaler: use ``bf16-mixed`` or ``32-true``, not ``16-mixed``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 
 import lightning.pytorch as pl
@@ -43,10 +56,11 @@ class TokenizerModule(pl.LightningModule):
         betas: tuple[float, float] = (0.0, 0.99),  # hyperparameters.md (MaskGIT Stage I)
         warmup_steps: int = 2000,  # hyperparameters.md
         ema_decay: float = 0.999,  # hyperparameters.md
-        grad_clip: float = 1.0,
+        grad_clip: float | None = None,  # MaskGIT vqgan_config: no gradient clipping
         max_grid_images: int = 16,
         data_fingerprint: str = "",
         max_nonfinite_skips: int = 0,
+        accumulate_grad_batches: int = 1,
     ) -> None:
         super().__init__()
         self.automatic_optimization = False
@@ -54,7 +68,10 @@ class TokenizerModule(pl.LightningModule):
         self.ema = copy.deepcopy(tokenizer).requires_grad_(False).eval()
         self.lr, self.betas, self.warmup_steps = lr, tuple(betas), int(warmup_steps)
         self.ema_decay, self.grad_clip, self.max_grid_images = ema_decay, grad_clip, max_grid_images
-        self.register_buffer("batches_seen", torch.zeros((), dtype=torch.long))
+        self.register_buffer("batches_seen", torch.zeros((), dtype=torch.long))  # optimizer steps (checkpointed)
+        self.accumulate_grad_batches = int(accumulate_grad_batches)
+        self.micro_batch = 0  # position in the accumulation window; not checkpointed (windows restart on resume)
+        self._window_logs: dict[str, torch.Tensor] = {}
         self.max_nonfinite_skips = int(max_nonfinite_skips)
         self.register_buffer("nonfinite_skips", torch.zeros((), dtype=torch.long))  # checkpointed
         self.val_usage = CodebookUsage(tokenizer.codebook_size, validate_indices=False)
@@ -77,25 +94,49 @@ class TokenizerModule(pl.LightningModule):
     def _lr_scale(self, step: int) -> float:
         return min(1.0, (step + 1) / self.warmup_steps) if self.warmup_steps > 0 else 1.0
 
-    def _step(self, optimizer, loss: torch.Tensor, params, step: int, count_step: bool = True) -> torch.Tensor:
-        """Backward, clip, and step unless the gradient norm is non-finite (then the weights stay untouched and
-        ``_nonfinite`` decides between skipping and stopping). Returns the pre-clip gradient norm."""
-        for group in optimizer.param_groups:
-            group["lr"] = self.lr * self._lr_scale(step)
-        optimizer.zero_grad(set_to_none=True)
-        self.manual_backward(loss)
-        grad_norm = torch.nn.utils.clip_grad_norm_(list(params), self.grad_clip)
-        if not torch.isfinite(grad_norm):
-            optimizer.zero_grad(set_to_none=True)
-            return grad_norm
-        # The generator step goes through Lightning (advances global_step); the discriminator's does not.
-        (optimizer if count_step else optimizer.optimizer).step()
-        return grad_norm
+    def _grad_norm(self, module: torch.nn.Module) -> torch.Tensor:
+        """Total gradient norm of ``module``'s parameters, clipped in place to ``grad_clip`` when that is set
+        (``inf``: the norm alone; the gradients are multiplied by exactly 1)."""
+        params = [p for p in module.parameters() if p.grad is not None]
+        if not params:
+            return torch.zeros((), device=self.device)
+        max_norm = float("inf") if self.grad_clip is None else float(self.grad_clip)
+        return torch.nn.utils.clip_grad_norm_(params, max_norm)
+
+    def _zero_grads(self) -> None:
+        self.tokenizer.zero_grad(set_to_none=True)
+        if self.discriminator is not None:
+            self.discriminator.zero_grad(set_to_none=True)
+
+    def _frozen_discriminator(self):
+        """No discriminator gradients from the generator's loss (they would pile up with its own accumulated ones)."""
+        disc = self.discriminator
+        if disc is None:
+            return contextlib.nullcontext()
+
+        @contextlib.contextmanager
+        def frozen():
+            flags = [p.requires_grad for p in disc.parameters()]
+            disc.requires_grad_(False)
+            try:
+                yield
+            finally:
+                for p, flag in zip(disc.parameters(), flags):
+                    p.requires_grad_(flag)
+
+        return frozen()
+
+    def _drop_window(self, what: str, terms: dict[str, torch.Tensor]) -> None:
+        """Discard the accumulation window (gradients and logs) and count the skip (``_nonfinite``)."""
+        self._zero_grads()
+        self.micro_batch = 0
+        self._window_logs = {}
+        self._nonfinite(what, terms)
 
     def _nonfinite(self, what: str, terms: dict[str, torch.Tensor]) -> None:
-        """A NaN/Inf ``what`` (reliability issue #9, promise 4): skip this batch (weights untouched) while fewer than
-        ``max_nonfinite_skips`` batches were skipped, else stop naming the step and the terms. The checkpoint
-        written on the way out (``interrupted.ckpt``) holds the last good weights."""
+        """A NaN/Inf ``what`` (reliability issue #9, promise 4): skip this optimizer step (weights untouched) while
+        fewer than ``max_nonfinite_skips`` steps were skipped, else stop naming the step and the terms. The
+        checkpoint written on the way out (``interrupted.ckpt``) holds the last good weights."""
         self.nonfinite_skips += 1
         detail = ", ".join(f"{k}={v.item():.4g}" for k, v in terms.items())
         if int(self.nonfinite_skips) > self.max_nonfinite_skips:
@@ -112,41 +153,79 @@ class TokenizerModule(pl.LightningModule):
         for ema_b, b in zip(self.ema.buffers(), self.tokenizer.buffers()):
             ema_b.copy_(b)
 
+    def on_train_start(self) -> None:
+        self.micro_batch, self._window_logs = 0, {}  # a (resumed) fit starts a fresh accumulation window
+        self._zero_grads()
+
     def training_step(self, batch: dict, batch_idx: int) -> None:
         images = batch["image"]
         if images.shape[0] == 0:  # every file of the batch was corrupt
             return None
-        step = int(self.batches_seen)
+        accum = max(1, int(self.accumulate_grad_batches))
+        step = int(self.batches_seen)  # optimizer steps so far: every schedule counts these
         optimizers = self.optimizers()
         gen_opt, disc_opt = (optimizers, None) if self.discriminator is None else optimizers
+        gan_on = disc_opt is not None and self.loss.gan_active(step)
+        if self.micro_batch == 0:
+            self._zero_grads()
         recon, q = self.tokenizer(images)
-        g_terms = self.loss.generator_terms(images, recon, q.loss, step, self.discriminator)
-        if not torch.isfinite(g_terms["total"]):
-            return self._nonfinite("generator loss", g_terms)
-        g_norm = self._step(gen_opt, g_terms["total"], self.tokenizer.parameters(), step)
-        if not torch.isfinite(g_norm):
-            return self._nonfinite("generator gradient norm", {"grad_norm_g": g_norm})
-        self._update_ema()
-        logs = {f"train/{k}": v.detach() for k, v in g_terms.items()}
-        logs["train/grad_norm_g"] = g_norm
-        if disc_opt is not None and self.loss.gan_active(step):
+        with self._frozen_discriminator():
+            g_terms = self.loss.generator_terms(images, recon, q.loss, step, self.discriminator)
+            if not torch.isfinite(g_terms["total"]):
+                return self._drop_window("generator loss", g_terms)
+            self.manual_backward(g_terms["total"] / accum)
+        logs = {k: v.detach() for k, v in g_terms.items()}
+        if gan_on:
             d_terms = self.loss.discriminator_terms(images, recon, self.discriminator, step)
             if not torch.isfinite(d_terms["total"]):
-                return self._nonfinite("discriminator loss", d_terms)
-            d_norm = self._step(disc_opt, d_terms["total"], self.discriminator.parameters(), step, count_step=False)
-            if not torch.isfinite(d_norm):
-                return self._nonfinite("discriminator gradient norm", {"grad_norm_d": d_norm})
+                return self._drop_window("discriminator loss", d_terms)
+            self.manual_backward(d_terms["total"] / accum)
+            logs.update({f"d_{k}" if k == "total" else k: v.detach() for k, v in d_terms.items()})
+        logs.update({k: v.detach().float() for k, v in q.metrics.items()})
+        logs["psnr"] = psnr(images, recon.detach()).mean()
+        for key, value in logs.items():  # the step's logs: means over its micro-batches
+            self._window_logs[key] = self._window_logs.get(key, 0.0) + value.float() / accum
+        self._window_logs["num_corrupt"] = self._window_logs.get("num_corrupt", 0.0) + batch["num_corrupt"].float()
+        self.micro_batch += 1
+        if self.micro_batch < accum:
+            return None
+
+        # --- the optimizer step, every k-th micro-batch ---
+        self.micro_batch = 0
+        g_norm = self._grad_norm(self.tokenizer)
+        if not torch.isfinite(g_norm):
+            return self._drop_window("generator gradient norm", {"grad_norm_g": g_norm})
+        d_norm = self._grad_norm(self.discriminator) if gan_on else None
+        if d_norm is not None and not torch.isfinite(d_norm):
+            return self._drop_window("discriminator gradient norm", {"grad_norm_d": d_norm})
+        lr = self.lr * self._lr_scale(step)
+        for opt in (gen_opt, disc_opt) if gan_on else (gen_opt,):
+            for group in opt.param_groups:
+                group["lr"] = lr
+        gen_opt.step()  # through Lightning: advances global_step
+        if gan_on:
+            disc_opt.optimizer.step()  # the raw optimiser: global_step counts optimizer steps, not optimisers
+        self._zero_grads()
+        self._update_ema()
+        window, self._window_logs = self._window_logs, {}
+        logs = {f"train/{key}": value for key, value in window.items()}
+        logs["train/grad_norm_g"] = g_norm
+        if d_norm is not None:
             logs["train/grad_norm_d"] = d_norm
-            logs.update({f"train/{k}": v.detach() for k, v in d_terms.items()})
-        logs.update({f"train/{k}": v for k, v in q.metrics.items()})
-        logs["train/psnr"] = psnr(images, recon.detach()).mean()
-        logs["train/num_corrupt"] = batch["num_corrupt"].float()
-        logs["train/lr"] = torch.tensor(self.lr * self._lr_scale(step))
+        logs["train/lr"] = torch.tensor(lr)
         logs["train/nonfinite_skips"] = self.nonfinite_skips.float()
-        batch_size = images.shape[0]
+        batch_size = images.shape[0] * accum
         self.log_dict(logs, prog_bar=False, on_step=True, on_epoch=False, batch_size=batch_size)
-        self.log("loss", g_terms["total"].detach(), prog_bar=True, on_step=True, on_epoch=False, batch_size=batch_size)
+        self.log("loss", window["total"], prog_bar=True, on_step=True, on_epoch=False, batch_size=batch_size)
+        self._log_step_axis(on_step=True, on_epoch=False, batch_size=batch_size)
         self.batches_seen += 1
+
+    def _log_step_axis(self, **kwargs) -> None:
+        """With accumulation, Lightning's logging step counts micro-batches here (manual optimisation): log ``step``
+        (the loggers' x-axis; also what checkpoint names show) = ``global_step``, the optimizer steps done, as the
+        image grids and checkpoints count them. Without accumulation Lightning's own step is kept."""
+        if max(1, int(self.accumulate_grad_batches)) > 1 and self._trainer is not None:
+            self.log("step", float(self.global_step), **kwargs)
 
     # --- validation (EMA weights) -------------------------------------------------------------------------
     def validation_step(self, batch: dict, batch_idx: int) -> None:
@@ -166,4 +245,5 @@ class TokenizerModule(pl.LightningModule):
         stats = self.val_usage.compute()
         self.log("val/usage", stats["usage"], sync_dist=False)
         self.log("val/perplexity", stats["perplexity"], sync_dist=False)
+        self._log_step_axis(sync_dist=False)
         self.val_usage.reset()

@@ -36,6 +36,7 @@ def _fit(quantizer, steps: int, tmp_path: Path, gan: bool = False):
         lr=2e-3,
         warmup_steps=20,
         ema_decay=0.9,
+        grad_clip=1.0,  # as model/stage1/tiny.yaml (a CPU-run choice; the module's default, as MaskGIT, is no clip)
     )
     trainer = pl.Trainer(
         accelerator="cpu",
@@ -88,6 +89,6 @@ def test_vq_tokenizer_with_gan_trains_and_ema_skips_the_discriminator(tmp_path: 
     assert not any(n.startswith("discriminator") for n in ema_names)
     # EMA weights differ from the raw generator (they are an average), and the discriminator was trained.
     assert any(not torch.equal(a, b) for a, b in zip(module.ema.parameters(), module.tokenizer.parameters()))
-    assert int(module.batches_seen) == 60  # max_steps counts batches, not the two optimisers' steps
+    assert int(module.batches_seen) == 60  # max_steps counts optimizer steps (G and D together count once)
     trained = module.discriminator.state_dict()
     assert any(not torch.equal(v, trained[k]) for k, v in module.disc_init.items())  # discriminator stepped
