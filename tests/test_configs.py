@@ -10,6 +10,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
 
+from fsq_repro.lit.stages import resolve_global_batch
 from fsq_repro.quantizers import FSQ, VectorQuantizer
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -109,5 +110,52 @@ def test_tradeoff_experiments_follow_the_paper() -> None:
         cfg = _compose([f"experiment={name}"])
         assert cfg.data.resolution == 128 and isinstance(instantiate(cfg.quantizer), kind)
         # 100 / 200 epochs of ImageNet-1k (1 281 167 images) at global batch 512 / 256 (FSQ paper §4.2)
-        assert cfg.model.stage1.max_steps == round(100 * 1281167 / 512)
-        assert cfg.model.stage2.max_steps == round(200 * 1281167 / 256)
+        assert (cfg.model.stage1.global_batch_size, cfg.model.stage2.global_batch_size) == (512, 256)
+        assert cfg.model.stage1.max_steps == round(100 * 1281167 / cfg.model.stage1.global_batch_size)
+        assert cfg.model.stage2.max_steps == round(200 * 1281167 / cfg.model.stage2.global_batch_size)
+
+
+def _global_batches(cfg) -> tuple:
+    """Both stages' resolved global batch on the composed trainer's devices."""
+    trainer = cfg.trainer
+    args = (trainer.devices, trainer.num_nodes, trainer.accumulate_grad_batches)
+    return (
+        resolve_global_batch("stage1", cfg.model.stage1.global_batch_size, cfg.data.batch_size, *args),
+        resolve_global_batch("stage2", cfg.model.stage2.global_batch_size, cfg.model.stage2.batch_size, *args,
+                             batch_key="model.stage2.batch_size"),
+    )  # fmt: skip
+
+
+def test_the_paper_batch_is_global_on_any_number_of_gpus() -> None:
+    assert (
+        "global_batch_size: 512  # FSQ paper §4.3: batch 512"
+        in (CONFIGS / "model/stage1/maskgit_vqgan.yaml").read_text()
+    )
+    assert (
+        "global_batch_size: 256  # FSQ paper §4.3 / MaskGIT: batch 256"
+        in (CONFIGS / "model/stage2/maskgit_base.yaml").read_text()
+    )
+    for experiment in ("maskgit_fsq", "maskgit_vq"):
+        one_gpu = _global_batches(_compose([f"experiment={experiment}"]))  # trainer=gpu: 1 device
+        assert [(b.per_device, b.devices, b.accumulate_grad_batches) for b in one_gpu] == [(64, 1, 8), (32, 1, 8)]
+        eight = _global_batches(_compose([f"experiment={experiment}", "trainer=ddp"]))
+        assert [(b.global_batch_size, b.devices, b.accumulate_grad_batches) for b in eight] == [
+            (512, 8, 1),
+            (256, 8, 1),
+        ]
+
+
+def test_stage1_gradient_clipping_is_opt_in() -> None:
+    assert _compose(["model/stage1=maskgit_vqgan"]).model.stage1.optim.grad_clip is None  # MaskGIT vqgan_config
+    assert _compose(["model/stage1=tiny"]).model.stage1.optim.grad_clip == 1.0  # a CPU-run choice
+
+
+@pytest.mark.parametrize("experiment", _options("experiment"))
+def test_every_experiment_resolves_its_global_batch(experiment: str) -> None:
+    cfg = _compose([f"experiment={experiment}"])
+    stage1, stage2 = _global_batches(cfg)
+    if cfg.trainer.accelerator == "cpu":  # the CPU experiments: no accumulation on their one process
+        assert stage1.accumulate_grad_batches == stage2.accumulate_grad_batches == 1
+    else:  # the ImageNet experiments: the paper's global batch
+        assert stage1.global_batch_size == 512
+        assert stage2.global_batch_size == 256 or "stage2" not in cfg.stages
