@@ -286,3 +286,29 @@ def test_a_nonfinite_micro_batch_drops_the_whole_window(tmp_path) -> None:
     trainer.fit(module, train_dataloaders=DataLoader(Images(32), batch_size=4, collate_fn=collate))
     assert int(module.nonfinite_skips) == 1 and trainer.global_step == 2 and calls["n"] == 6  # 2 dropped + 2 × 2
     assert all(torch.isfinite(p).all() for p in module.parameters())
+
+
+class SaveAfterBatch(pl.Callback):
+    def __init__(self, path, batch_idx: int) -> None:
+        self.path, self.batch_idx = path, batch_idx
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if batch_idx == self.batch_idx:
+            trainer.save_checkpoint(self.path)
+
+
+def test_stage1_resumes_from_a_checkpoint_written_mid_window(tmp_path) -> None:
+    path = tmp_path / "mid.ckpt"
+    module = _stage1_module()
+    trainer = _trainer(tmp_path, 2, [SaveAfterBatch(path, 2)], precision="32-true")  # batch 2: 1st of step 2's 2
+    configure_global_batch(_cfg("stage1", 8), "stage1", trainer, module, "data.batch_size", 4)
+    trainer.fit(module, train_dataloaders=DataLoader(Images(32), batch_size=4, collate_fn=collate))
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    assert saved["global_step"] == 1 and int(saved["state_dict"]["batches_seen"]) == 1
+
+    resumed = _stage1_module()
+    trainer = _trainer(tmp_path, 3, [], precision="32-true")
+    configure_global_batch(_cfg("stage1", 8), "stage1", trainer, resumed, "data.batch_size", 4)
+    trainer.fit(resumed, train_dataloaders=DataLoader(Images(32), batch_size=4, collate_fn=collate), ckpt_path=path)
+    assert trainer.global_step == 3 and int(resumed.batches_seen) == 3 and resumed.micro_batch == 0
+    assert all(torch.isfinite(p).all() for p in resumed.parameters())
