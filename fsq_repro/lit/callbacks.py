@@ -131,3 +131,29 @@ def slurm_requeue() -> str | None:
         return None
     subprocess.run(["scontrol", "requeue", job], check=False)
     return job
+
+
+class ReseedEveryMicroBatch(ReseedEveryStep):
+    """``ReseedEveryStep`` that also tells apart the micro-batches of one accumulated step: they share
+    ``global_step``, and one seed for all of them would give every micro-batch the same Stage II masks and dropout.
+    The first micro-batch of a step (and every batch without accumulation) keeps ``ReseedEveryStep``'s seed."""
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch, batch_idx: int) -> None:
+        if pl_module.automatic_optimization:
+            micro = batch_idx % max(1, int(trainer.accumulate_grad_batches))  # Lightning's windows start each epoch
+        else:
+            micro = int(getattr(pl_module, "micro_batch", 0))
+        if micro == 0:
+            return super().on_train_batch_start(trainer, pl_module, batch, batch_idx)
+        s = micro_step_seed(self.seed, trainer.global_rank, trainer.global_step, micro)
+        torch.manual_seed(s)
+        np.random.seed(s % 2**32)  # noqa: NPY002  (the legacy global state is what third-party code draws from)
+        random.seed(s)
+
+
+def micro_step_seed(seed: int, rank: int, step: int, micro: int) -> int:
+    """``step_seed`` of ``(seed, rank, step)`` for micro-batch 0, a distinct pure function of all four otherwise."""
+    if micro == 0:
+        return step_seed(seed, rank, step)
+    state = np.random.SeedSequence([int(seed), int(rank), int(step), int(micro)]).generate_state(1, np.uint64)[0]
+    return int(state >> np.uint64(1))

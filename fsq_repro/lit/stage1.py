@@ -11,9 +11,9 @@ from omegaconf import DictConfig
 from fsq_repro.artifacts import save_tokenizer
 from fsq_repro.data.fingerprint import data_fingerprint
 from fsq_repro.lit.callbacks import ImageGridLogger
+from fsq_repro.lit.global_batch import configure_global_batch
 from fsq_repro.lit.stages import (
     build_trainer,
-    configure_global_batch,
     count_parameters,
     fit_and_validate,
     plain,

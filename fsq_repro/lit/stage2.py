@@ -26,10 +26,10 @@ from fsq_repro.data.token_cache import build_token_cache, check_cache, file_hash
 from fsq_repro.errors import ConfigError
 from fsq_repro.lit.callbacks import ImageGridLogger
 from fsq_repro.lit.datamodules import TokenDataModule
+from fsq_repro.lit.global_batch import configure_global_batch
 from fsq_repro.lit.maskgit_module import MaskGITModule
 from fsq_repro.lit.stages import (
     build_trainer,
-    configure_global_batch,
     count_parameters,
     fit_and_validate,
     plain,

@@ -7,23 +7,19 @@ crashed pipeline in the same dir continues where it stopped. Stage-specific leng
 ``trainer.max_steps=...``, ``debug=fast``) wins.
 
 The configured batch is the *global* one (``model.stage1|stage2.global_batch_size``, FSQ paper §4.3: 512 / 256):
-``configure_global_batch`` derives the gradient accumulation from the per-device batch and the Trainer's devices and
-nodes, so one GPU and eight GPUs train on the same batch. ``max_steps``, ``val_check_interval`` and
-``log_every_n_steps`` count optimizer steps either way.
+``lit/global_batch.py: configure_global_batch`` derives the gradient accumulation from the per-device batch and the
+Trainer's devices and nodes, so one GPU and eight GPUs train on the same batch. ``max_steps``, ``val_check_interval``
+and ``log_every_n_steps`` count optimizer steps either way.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
-import random
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import lightning.pytorch as pl
-import numpy as np
 import torch
 from hydra.utils import instantiate
 from lightning.pytorch.plugins import TorchCheckpointIO
@@ -32,7 +28,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from fsq_repro.artifacts import atomic_torch_save, write_json  # noqa: F401  (write_json: re-exported)
 from fsq_repro.errors import ConfigError
-from fsq_repro.lit.callbacks import Preemption, ReseedEveryStep, slurm_requeue, step_seed
+from fsq_repro.lit.callbacks import Preemption, ReseedEveryMicroBatch, slurm_requeue
 
 
 def run_dir(cfg: DictConfig) -> Path:
@@ -128,153 +124,6 @@ def split_cpu_threads(cfg: DictConfig) -> None:
     devices = cfg.trainer.get("devices")
     if cfg.trainer.get("accelerator") == "cpu" and isinstance(devices, int) and devices > 1:
         torch.set_num_threads(max(1, min(torch.get_num_threads(), (os.cpu_count() or 1) // devices)))
-
-
-def device_count(devices: int | str | Sequence[int]) -> int:
-    """Number of devices a Trainer's ``devices`` argument names: ``8`` → 8, ``[0, 3]`` / ``"0,3"`` → 2, ``"4"`` → 4.
-    ``"auto"`` / ``-1`` depend on the machine: take ``trainer.num_devices`` from a built Trainer instead."""
-    if isinstance(devices, str):
-        devices = devices.strip()
-        if "," in devices or devices.startswith("["):
-            return len([d for d in devices.strip("[]").split(",") if d.strip()])
-        if devices.lstrip("-").isdigit():
-            return device_count(int(devices))
-        raise ValueError(f"devices={devices!r} depends on the machine: read trainer.num_devices")
-    if isinstance(devices, Sequence):
-        return len(devices)
-    if int(devices) < 1:
-        raise ValueError(f"devices={devices} depends on the machine: read trainer.num_devices")
-    return int(devices)
-
-
-@dataclass(frozen=True)
-class GlobalBatch:
-    """``global_batch_size = per_device × devices × num_nodes × accumulate_grad_batches`` of one stage."""
-
-    stage: str
-    global_batch_size: int
-    per_device: int
-    devices: int
-    num_nodes: int
-    accumulate_grad_batches: int
-
-    def describe(self) -> str:
-        return (
-            f"{self.stage}: global batch {self.global_batch_size} = {self.per_device} per device × "
-            f"{_devices(self.devices)} × {self.num_nodes} node(s) × {self.accumulate_grad_batches} accumulation"
-        )
-
-
-def _devices(n: int) -> str:
-    return f"{n} device" if n == 1 else f"{n} devices"
-
-
-def resolve_global_batch(
-    stage: str,
-    global_batch_size: int | None,
-    per_device: int,
-    devices: int | str | Sequence[int],
-    num_nodes: int = 1,
-    accumulate_grad_batches: int | None = None,
-    batch_key: str = "data.batch_size",
-) -> GlobalBatch:
-    """The gradient accumulation that makes ``per_device × devices × num_nodes × accumulation`` equal the configured
-    ``model.<stage>.global_batch_size`` (pure arithmetic, no Lightning).
-
-    - ``accumulate_grad_batches`` None (``trainer.accumulate_grad_batches: null``): derived, and the global batch
-      must be a multiple of ``per_device × devices × num_nodes``;
-    - given: checked against the global batch instead of derived;
-    - ``global_batch_size`` None: no target, the global batch is the product (accumulation given or 1).
-
-    Anything that does not add up is a one-line ``ConfigError`` naming every number and the keys to set."""
-    global_key = f"model.{stage}.global_batch_size"
-    devices, num_nodes, per_device = device_count(devices), int(num_nodes), int(per_device)
-    if per_device < 1 or num_nodes < 1:
-        raise ConfigError(f"{batch_key}={per_device} and trainer.num_nodes={num_nodes} must be at least 1")
-    base = per_device * devices * num_nodes
-    product = f"{batch_key}={per_device} × {_devices(devices)} × {num_nodes} node(s)"
-    if accumulate_grad_batches is not None and int(accumulate_grad_batches) < 1:
-        raise ConfigError(f"trainer.accumulate_grad_batches={accumulate_grad_batches} must be at least 1 (or null)")
-    if global_batch_size is None:
-        k = int(accumulate_grad_batches or 1)
-        return GlobalBatch(stage, base * k, per_device, devices, num_nodes, k)
-    target = int(global_batch_size)
-    if target < 1:
-        raise ConfigError(f"{global_key}={global_batch_size} must be at least 1 (or null: no accumulation)")
-    if accumulate_grad_batches is not None:
-        k = int(accumulate_grad_batches)
-        if base * k != target:
-            raise ConfigError(
-                f"{product} × trainer.accumulate_grad_batches={k} = {base * k}, but {global_key}={target}: set "
-                f"trainer.accumulate_grad_batches=null to derive it, or {batch_key} / trainer.devices"
-            )
-        return GlobalBatch(stage, target, per_device, devices, num_nodes, k)
-    if target % base:
-        raise ConfigError(
-            f"{global_key}={target} is not a multiple of {product} = {base}: "
-            f"set {batch_key} or trainer.devices so it divides"
-        )
-    return GlobalBatch(stage, target, per_device, devices, num_nodes, target // base)
-
-
-def configure_global_batch(
-    cfg: DictConfig, stage: str, trainer: pl.Trainer, module: pl.LightningModule, batch_key: str, per_device: int
-) -> GlobalBatch:
-    """Resolve the stage's global batch on the built Trainer (its ``num_devices`` / ``num_nodes``, so ``devices``
-    may be a list or ``auto``), print it, and apply the accumulation: Lightning's ``accumulate_grad_batches`` for an
-    automatically optimised module (Stage II), the module's own ``accumulate_grad_batches`` for a manually
-    optimised one (Stage I: Lightning refuses to accumulate there). Lightning counts ``val_check_interval`` in
-    batches (and, under manual optimisation, ``log_every_n_steps`` too): both are scaled so they count optimizer
-    steps as ``max_steps`` does."""
-    layout = resolve_global_batch(
-        stage,
-        cfg.model[stage].get("global_batch_size"),
-        per_device,
-        trainer.num_devices,
-        trainer.num_nodes,
-        cfg.trainer.get("accumulate_grad_batches"),
-        batch_key=batch_key,
-    )
-    k, note = layout.accumulate_grad_batches, ""
-    if trainer.fast_dev_run and k > 1:  # a smoke test should reach the optimizer step within its few batches
-        k, note = 1, " (fast_dev_run: no accumulation)"
-    if module.automatic_optimization:
-        trainer.accumulate_grad_batches = k
-    else:
-        module.accumulate_grad_batches = k
-        if trainer.log_every_n_steps:
-            trainer.log_every_n_steps *= k
-    if k > 1 and isinstance(trainer.val_check_interval, int):
-        trainer.val_check_interval *= k
-    if trainer.is_global_zero:
-        print(f"  {layout.describe()}{note}", flush=True)
-    return layout
-
-
-class ReseedEveryMicroBatch(ReseedEveryStep):
-    """``ReseedEveryStep`` that also tells apart the micro-batches of one accumulated step: they share
-    ``global_step``, and one seed for all of them would give every micro-batch the same Stage II masks and dropout.
-    The first micro-batch of a step (and every batch without accumulation) keeps ``ReseedEveryStep``'s seed."""
-
-    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch, batch_idx: int) -> None:
-        if pl_module.automatic_optimization:
-            micro = batch_idx % max(1, int(trainer.accumulate_grad_batches))  # Lightning's windows start each epoch
-        else:
-            micro = int(getattr(pl_module, "micro_batch", 0))
-        if micro == 0:
-            return super().on_train_batch_start(trainer, pl_module, batch, batch_idx)
-        s = micro_step_seed(self.seed, trainer.global_rank, trainer.global_step, micro)
-        torch.manual_seed(s)
-        np.random.seed(s % 2**32)  # noqa: NPY002  (the legacy global state is what third-party code draws from)
-        random.seed(s)
-
-
-def micro_step_seed(seed: int, rank: int, step: int, micro: int) -> int:
-    """``step_seed`` of ``(seed, rank, step)`` for micro-batch 0, a distinct pure function of all four otherwise."""
-    if micro == 0:
-        return step_seed(seed, rank, step)
-    state = np.random.SeedSequence([int(seed), int(rank), int(step), int(micro)]).generate_state(1, np.uint64)[0]
-    return int(state >> np.uint64(1))
 
 
 def build_trainer(cfg: DictConfig, stage: str, stage_cfg: DictConfig, callbacks: list) -> pl.Trainer:

@@ -13,15 +13,9 @@ from omegaconf import OmegaConf
 from torch.utils.data import DataLoader, Dataset
 
 from fsq_repro.errors import ConfigError
-from fsq_repro.lit.callbacks import step_seed
+from fsq_repro.lit.callbacks import ReseedEveryMicroBatch, micro_step_seed, step_seed
+from fsq_repro.lit.global_batch import configure_global_batch, device_count, resolve_global_batch
 from fsq_repro.lit.maskgit_module import MaskGITModule
-from fsq_repro.lit.stages import (
-    ReseedEveryMicroBatch,
-    configure_global_batch,
-    device_count,
-    micro_step_seed,
-    resolve_global_batch,
-)
 from fsq_repro.lit.tokenizer_module import TokenizerModule
 from fsq_repro.losses.stage1 import Stage1Loss
 from fsq_repro.nets.discriminator import Discriminator
