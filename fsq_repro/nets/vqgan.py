@@ -13,7 +13,14 @@ MaskGIT VQGAN config (numbers in ``configs/model/stage1/maskgit_vqgan.yaml``): b
   ResBlocks to ``128·m``, then (not after the last) nearest 2× upsampling + conv3×3 (bias); GN → swish → conv3×3
   (bias) to RGB.
 - Init as flax's defaults: conv kernels LeCun normal (variance 1/fan_in, truncated at ±2σ), biases zero, GroupNorm
-  scale 1 and bias 0.
+  scale 1 and bias 0 — except the decoder's entry bias (deliberate difference, below).
+
+The decoder's entry conv bias starts as PyTorch's default ``U(±1/√fan_in)``, not zero. FSQ maps ``z ≈ 0`` to the
+zero code (for every L), so an image whose latent is all zeros is common at init (with ``L = 2`` nearly every
+code is 0). With zero biases everywhere its decoder activations are then exactly 0, every GroupNorm sees zero
+variance and multiplies the gradient by ``1/√eps = 1000`` on the way back: ≈ 1e36 after the decoder's GroupNorms,
+NaN in float32 (seen in the levels ablation's ``[2]*10``; ``tests/nets/test_vqgan.py``). A non-zero entry bias makes
+each group's channels differ, so no group has zero variance.
 
 The official ResBlock's shortcut when the width changes: its 1×1 conv (no bias, ``out → out``) is applied to the
 block's *output* ``h``, not to its input, so such a block returns ``h + W·h`` and its input reaches the output only
@@ -142,6 +149,9 @@ class Decoder(nn.Module):
         layers += [group_norm(channels, groups), nn.SiLU(), nn.Conv2d(channels, out_channels, 3, padding=1)]
         self.net = nn.Sequential(*layers)
         flax_default_init(self)
+        entry = self.net[0]
+        bound = 1 / math.sqrt(entry.in_channels * entry.kernel_size[0] * entry.kernel_size[1])
+        nn.init.uniform_(entry.bias, -bound, bound)  # not zero: see the module docstring
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.net(z)

@@ -172,4 +172,21 @@ def test_flax_default_init() -> None:
     bound = 2 * std / 0.87962566103423978  # truncated at 2 sigma of the underlying normal
     assert bound * 0.97 < conv3.weight.abs().max().item() <= bound
     biases = [m.bias for m in dec.modules() if isinstance(m, torch.nn.Conv2d) and m.bias is not None]
-    assert len(biases) == 3 and all(torch.count_nonzero(b) == 0 for b in biases)
+    assert len(biases) == 3 and all(torch.count_nonzero(b) == 0 for b in biases[1:])
+    entry_bound = 1 / (4 * 9) ** 0.5  # the entry bias is PyTorch's U(±1/sqrt(fan_in)): see the next test
+    assert 0 < biases[0].abs().max().item() <= entry_bound
+
+
+def test_an_all_zero_latent_gives_finite_gradients() -> None:
+    """FSQ's zero code (every z ≈ 0 maps to it) for a whole image: with an all-zero entry bias every decoder
+    activation would be 0, each GroupNorm would scale the gradient by 1/sqrt(eps) = 1000, and the paper-size decoder
+    overflowed to NaN (levels ablation [2]*10 at 32 px)."""
+    torch.manual_seed(0)
+    dec = Decoder(in_dim=10)  # paper config: 5 levels, 2 res blocks each
+    codes = torch.zeros(2, 10, 2, 2)
+    codes[0, :, 0, 0] = -1.0  # one image with one non-zero code, one all-zero image
+    codes.requires_grad_(True)
+    (dec(codes) - 0.5).pow(2).mean().backward()  # an L2 loss against a non-zero target
+    grads = [p.grad for p in dec.parameters()] + [codes.grad]
+    assert all(torch.isfinite(g).all() for g in grads)
+    assert codes.grad.abs().max() < 1e3
