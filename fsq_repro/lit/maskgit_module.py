@@ -32,12 +32,12 @@ def masked_token_loss(
     image with 200 masked tokens weighs as much as one with 115). Accuracy: all masked positions pooled (logging).
 
     ``logits (B, N, C)``, ``targets (B, N)``, ``mask (B, N)`` bool, at least one True per row → two scalars."""
-    per_token = F.cross_entropy(
-        logits.float().flatten(0, 1), targets.flatten(), label_smoothing=label_smoothing, reduction="none"
-    ).view(targets.shape)
-    weights = mask.float()
-    loss = ((per_token * weights).sum(1) / weights.sum(1).clamp_min(1)).mean()
-    accuracy = (logits[mask].argmax(-1) == targets[mask]).float().mean()
+    picked_logits, picked_targets = logits[mask].float(), targets[mask]  # only masked rows go to fp32
+    per_token = F.cross_entropy(picked_logits, picked_targets, label_smoothing=label_smoothing, reduction="none")
+    image_of_token = mask.nonzero()[:, 0]
+    per_image = torch.zeros(mask.shape[0], device=logits.device).index_add_(0, image_of_token, per_token)
+    loss = (per_image / mask.sum(1).clamp_min(1)).mean()
+    accuracy = (picked_logits.argmax(-1) == picked_targets).float().mean()
     return loss, accuracy
 
 
