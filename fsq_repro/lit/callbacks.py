@@ -45,24 +45,32 @@ class ImageGridLogger(pl.Callback):
         log_image(trainer, f"val/{self.name}", image_grid(grid_images, nrow=self.nrow), step)
 
 
-def step_seed(seed: int, rank: int, step: int) -> int:
-    """A 63-bit seed that is a pure function of ``(seed, rank, step)`` (distinct per rank and per step)."""
-    state = np.random.SeedSequence([int(seed), int(rank), int(step)]).generate_state(1, np.uint64)[0]
+def step_seed(seed: int, rank: int, step: int, micro: int = 0) -> int:
+    """A 63-bit seed that is a pure function of ``(seed, rank, step)`` (distinct per rank and per step) and, for the
+    micro-batches ``micro > 0`` of an accumulated step, of ``micro`` too (micro-batch 0 keeps the step's seed)."""
+    entropy = [int(seed), int(rank), int(step)] + ([int(micro)] if micro else [])
+    state = np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0]
     return int(state >> np.uint64(1))
 
 
 class ReseedEveryStep(pl.Callback):
-    """Re-seed torch (CPU and CUDA), numpy and ``random`` from ``(seed, rank, global_step)`` before every training
-    batch (reliability issue #9, promise 1). Checkpoints store no RNG state, and restoring one at load time would be
-    too early (the loader iterator is created afterwards and draws from it); seeding from the step makes the
+    """Re-seed torch (CPU and CUDA), numpy and ``random`` from ``(seed, rank, global_step, micro-batch)`` before every
+    training batch (reliability issue #9, promise 1). Checkpoints store no RNG state, and restoring one at load time
+    would be too early (the loader iterator is created afterwards and draws from it); seeding from the step makes the
     masking draws of Stage II, dropout and any other randomness of step ``k`` the same whether or not the run was
-    resumed. Data order is the loader's business (``data/loading.py: train_loader``)."""
+    resumed. The micro-batches of one accumulated step share ``global_step``, so each gets its own seed (else all
+    of them would draw the same Stage II masks and dropout); the first, and every batch without accumulation, keeps
+    the step's seed. Data order is the loader's business (``data/loading.py: train_loader``)."""
 
     def __init__(self, seed: int) -> None:
         self.seed = int(seed)
 
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch, batch_idx: int) -> None:
-        s = step_seed(self.seed, trainer.global_rank, trainer.global_step)
+        if pl_module.automatic_optimization:
+            micro = batch_idx % max(1, int(trainer.accumulate_grad_batches))  # Lightning's windows start each epoch
+        else:
+            micro = int(getattr(pl_module, "micro_batch", 0))  # Stage I accumulates by hand
+        s = step_seed(self.seed, trainer.global_rank, trainer.global_step, micro)
         torch.manual_seed(s)
         np.random.seed(s % 2**32)  # noqa: NPY002  (the legacy global state is what third-party code draws from)
         random.seed(s)
@@ -131,29 +139,3 @@ def slurm_requeue() -> str | None:
         return None
     subprocess.run(["scontrol", "requeue", job], check=False)
     return job
-
-
-class ReseedEveryMicroBatch(ReseedEveryStep):
-    """``ReseedEveryStep`` that also tells apart the micro-batches of one accumulated step: they share
-    ``global_step``, and one seed for all of them would give every micro-batch the same Stage II masks and dropout.
-    The first micro-batch of a step (and every batch without accumulation) keeps ``ReseedEveryStep``'s seed."""
-
-    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch, batch_idx: int) -> None:
-        if pl_module.automatic_optimization:
-            micro = batch_idx % max(1, int(trainer.accumulate_grad_batches))  # Lightning's windows start each epoch
-        else:
-            micro = int(getattr(pl_module, "micro_batch", 0))
-        if micro == 0:
-            return super().on_train_batch_start(trainer, pl_module, batch, batch_idx)
-        s = micro_step_seed(self.seed, trainer.global_rank, trainer.global_step, micro)
-        torch.manual_seed(s)
-        np.random.seed(s % 2**32)  # noqa: NPY002  (the legacy global state is what third-party code draws from)
-        random.seed(s)
-
-
-def micro_step_seed(seed: int, rank: int, step: int, micro: int) -> int:
-    """``step_seed`` of ``(seed, rank, step)`` for micro-batch 0, a distinct pure function of all four otherwise."""
-    if micro == 0:
-        return step_seed(seed, rank, step)
-    state = np.random.SeedSequence([int(seed), int(rank), int(step), int(micro)]).generate_state(1, np.uint64)[0]
-    return int(state >> np.uint64(1))

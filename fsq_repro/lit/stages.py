@@ -28,7 +28,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from fsq_repro.artifacts import atomic_torch_save, write_json  # noqa: F401  (write_json: re-exported)
 from fsq_repro.errors import ConfigError
-from fsq_repro.lit.callbacks import Preemption, ReseedEveryMicroBatch, slurm_requeue
+from fsq_repro.lit.callbacks import Preemption, ReseedEveryStep, slurm_requeue
 
 
 def run_dir(cfg: DictConfig) -> Path:
@@ -148,7 +148,7 @@ def build_trainer(cfg: DictConfig, stage: str, stage_cfg: DictConfig, callbacks:
     callbacks = (
         build_callbacks(cfg, stage, bool(loggers))
         + callbacks
-        + [ReseedEveryMicroBatch(int(cfg.seed)), Preemption(), RunInfo(str(cfg.get("experiment_name")))]
+        + [ReseedEveryStep(int(cfg.seed)), Preemption(), RunInfo(str(cfg.get("experiment_name")))]
     )
     checkpointing = any(isinstance(c, pl.callbacks.ModelCheckpoint) for c in callbacks)
     if checkpointing:  # an exception or SIGTERM mid-run leaves `interrupted.ckpt`, which the next run resumes from

@@ -13,7 +13,7 @@ from omegaconf import OmegaConf
 from torch.utils.data import DataLoader, Dataset
 
 from fsq_repro.errors import ConfigError
-from fsq_repro.lit.callbacks import ReseedEveryMicroBatch, micro_step_seed, step_seed
+from fsq_repro.lit.callbacks import ReseedEveryStep, step_seed
 from fsq_repro.lit.global_batch import configure_global_batch, device_count, resolve_global_batch
 from fsq_repro.lit.maskgit_module import MaskGITModule
 from fsq_repro.lit.tokenizer_module import TokenizerModule
@@ -133,7 +133,7 @@ def test_stage2_accumulation_reaches_the_fit_loop(tmp_path, capsys) -> None:
     module = MaskGITModule(model, warmup_steps=1, total_steps=3)
     counter = Counter()
     # devices="auto" (resolved by the Trainer: 1 CPU device); the counter runs after the re-seeding callback
-    trainer = _trainer(tmp_path, 3, [ReseedEveryMicroBatch(7), counter], devices="auto", val_check_interval=2)
+    trainer = _trainer(tmp_path, 3, [ReseedEveryStep(7), counter], devices="auto", val_check_interval=2)
     layout = configure_global_batch(_cfg("stage2", 16), "stage2", trainer, module, "model.stage2.batch_size", 4)
     assert layout.accumulate_grad_batches == 4 and trainer.accumulate_grad_batches == 4
     assert trainer.val_check_interval == 8  # 2 optimizer steps = 8 batches
@@ -145,7 +145,7 @@ def test_stage2_accumulation_reaches_the_fit_loop(tmp_path, capsys) -> None:
     # every micro-batch draws its own masks and dropout; the first of each step keeps ReseedEveryStep's seed
     assert len(set(counter.seeds)) == 12
     assert counter.seeds[::4] == [step_seed(7, 0, s) for s in range(3)]
-    assert counter.seeds[1] == micro_step_seed(7, 0, 0, 1) != micro_step_seed(7, 0, 1, 1)
+    assert counter.seeds[1] == step_seed(7, 0, 0, 1) != step_seed(7, 0, 1, 1)
 
 
 def test_an_explicit_trainer_accumulation_that_disagrees_is_refused_before_training(tmp_path) -> None:
