@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, default_collate
 
 from fsq_repro.errors import ConfigError
 
@@ -98,11 +98,14 @@ def build_token_cache(
     world_size: int = 1,
     barrier: Callable[[], None] = lambda: None,
     progress: bool = True,
+    input_key: str | None = "image",
 ) -> dict:
-    """Encode ``splits`` (name → dataset of ``{"image", "label"}`` dicts) into ``cache_dir``; returns the meta.
+    """Encode ``splits`` (name → dataset of ``{"image", "label", ...}`` dicts) into ``cache_dir``; returns the meta.
 
-    ``encode(images (B, 3, H, W)) -> (B, h, w)`` is the tokenizer (moved to its device by the caller). Resumes a
-    partial cache built with the same tokenizer and data; refuses to overwrite one built with others."""
+    ``encode(images (B, 3, H, W)) -> (B, h, w)`` is the tokenizer (moved to its device by the caller); with
+    ``input_key=None`` it receives the whole collated batch instead (UViM's Stage I encodes labels with the image as
+    context), and the flipped variant flips every spatial (≥ 3-D) tensor of it. Resumes a partial cache built with
+    the same tokenizer and data; refuses to overwrite one built with others."""
     cache_dir = Path(cache_dir)
     grid = [int(g) for g in token_grid]
     num_tokens = int(np.prod(grid))
@@ -154,11 +157,12 @@ def build_token_cache(
             lo, hi = chunk * batch_size, min((chunk + 1) * batch_size, len(ds))
             if any(item is None for item in items):
                 raise ConfigError(f"{name}[{lo}:{hi}] has unreadable images: remove them before tokenizing")
-            images = torch.stack([item["image"] for item in items])
+            batch = default_collate(items)
+            inputs = batch if input_key is None else batch[input_key]
             labels[lo:hi] = np.array([int(item["label"]) for item in items], dtype=np.int64)
-            tokens[0, lo:hi] = encode(images).flatten(1).cpu().numpy().astype(dtype)
+            tokens[0, lo:hi] = encode(inputs).flatten(1).cpu().numpy().astype(dtype)
             if tokens.shape[0] == 2:
-                tokens[1, lo:hi] = encode(images.flip(-1)).flatten(1).cpu().numpy().astype(dtype)
+                tokens[1, lo:hi] = encode(hflip(inputs)).flatten(1).cpu().numpy().astype(dtype)
             tokens.flush()
             labels.flush()
             done[chunk] = 1
@@ -172,6 +176,13 @@ def build_token_cache(
         _write_meta(cache_dir, meta)
     barrier()
     return meta
+
+
+def hflip(inputs):
+    """Horizontal flip of a ``(B, ..., H, W)`` tensor, or of every ≥ 3-D tensor of a batch dict."""
+    if isinstance(inputs, dict):
+        return {k: hflip(v) if torch.is_tensor(v) and v.dim() >= 3 else v for k, v in inputs.items()}
+    return inputs.flip(-1)
 
 
 def _progress(items: list, desc: str, enabled: bool):
@@ -220,3 +231,27 @@ class TokenCacheDataset(Dataset):
     @property
     def num_classes(self) -> int:
         return int(self.meta["num_classes"])
+
+
+class PairedTokenDataset(Dataset):
+    """A dataset's items with their cached tokens (UViM Stage II: the language model reads the *image* and predicts
+    the guiding code of its labels). Item ``v · N + n`` is ``base[n]`` (every spatial tensor h-flipped when
+    ``v = 1``, matching the cache's flipped variant) plus ``"tokens": (L,) int64``."""
+
+    def __init__(self, base: Dataset, cache_dir: str | Path, split: str) -> None:
+        self.base, self.tokens = base, TokenCacheDataset(cache_dir, split)
+        if len(base) != self.tokens.count:
+            raise ConfigError(f"token cache {cache_dir} has {self.tokens.count} {split} items, the data {len(base)}")
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def __getitem__(self, index: int) -> dict | None:
+        variant, n = divmod(index, self.tokens.count)
+        item = self.base[n]
+        if item is None:
+            return None
+        item = hflip(dict(item)) if variant else dict(item)
+        item["tokens"] = self.tokens[index]["tokens"]
+        item["index"] = index
+        return item

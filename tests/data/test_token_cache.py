@@ -87,3 +87,44 @@ def test_a_cache_from_another_tokenizer_or_dataset_is_refused(tmp_path: Path) ->
 
 def test_dtype_by_codebook_size() -> None:
     assert token_dtype(65536) == np.uint16 and token_dtype(65537) == np.int32
+
+
+class Pairs(torch.utils.data.Dataset):
+    """Items with an image and a label map (UViM: codes are a function of both)."""
+
+    def __init__(self, n: int) -> None:
+        g = torch.Generator().manual_seed(n)
+        self.images = torch.rand(n, 3, 8, 8, generator=g) * 2 - 1
+        self.maps = torch.rand(n, 1, 8, 8, generator=g) * 2 - 1
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> dict:
+        return {"image": self.images[i], "depth": self.maps[i], "label": 0, "index": i}
+
+
+def encode_pair(batch: dict) -> torch.Tensor:
+    return encode(batch["image"]) + encode(batch["depth"].expand(-1, 3, -1, -1)) % 7
+
+
+def test_whole_batch_encoding_and_paired_items(tmp_path: Path) -> None:
+    """``input_key=None``: the encoder sees every field, the flipped variant flips every spatial one; the paired
+    dataset returns the item (flipped for variant 1) with exactly the cached codes of that variant."""
+    from fsq_repro.data.token_cache import PairedTokenDataset
+
+    train, val = Pairs(6), Pairs(3)
+    build_token_cache(encode_pair, {"train": train, "val": val}, tmp_path / "c", tokenizer_hash="s1",
+                      data_fingerprint="d", codebook_size=1000, token_grid=(4,), num_classes=1, batch_size=4,
+                      progress=False, input_key=None)  # fmt: skip
+    paired = PairedTokenDataset(train, tmp_path / "c", "train")
+    assert len(paired) == 12
+    for i in (0, 5):
+        plain, flipped = paired[i], paired[6 + i]
+        assert torch.equal(plain["image"], train.images[i]) and torch.equal(flipped["depth"], train.maps[i].flip(-1))
+        batch = {"image": flipped["image"][None], "depth": flipped["depth"][None]}
+        assert torch.equal(flipped["tokens"], encode_pair(batch).flatten())
+        assert torch.equal(plain["tokens"], encode_pair({"image": train.images[i : i + 1],
+                                                         "depth": train.maps[i : i + 1]}).flatten())  # fmt: skip
+    with pytest.raises(ConfigError, match="has 3 val items"):
+        PairedTokenDataset(Pairs(4), tmp_path / "c", "val")
