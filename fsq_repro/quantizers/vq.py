@@ -19,6 +19,17 @@ all off by default:
 - ``dead_code_threshold > 0``: re-seed codes whose EMA usage (hits per batch) falls below the threshold with
   random encoder outputs of the current batch (Jukebox / Dhariwal et al.).
 
+UViM's VQ (FSQ paper §4.4 and Table 2; big_vision ``models/proj/uvim/vit.py`` at 21bd6eb), ``ema_style="uvim"``:
+
+- ``standardize``: inputs are standardized over channels first (``jax.nn.standardize``, eps 1e-5); the
+  straight-through codes refer to the standardized vectors;
+- dictionary learning by *discounted* counts and sums (``c ← m·c + n``, ``s ← m·s + Σx``, no ``1 − m`` factor),
+  codewords ``normalize(s / c)``; init ``s ~ N(0, 1/√K)``, ``c = 1``; counts and sums are summed over DDP ranks;
+- ``split_dead_codes``: while some ``c < split_min_count`` (0.1 ≈ 0.995^460 batches unused), the least used code
+  becomes a copy of the most used one times ``U(1 ± split_perturb)`` per dimension, and both share its count and
+  sum halves (Linde et al. 1980). The noise comes from a generator seeded by a step counter, so every DDP rank draws
+  the same. ``split_dead_codes=False`` is the paper's "VQ without splitting" ablation.
+
 Memory: the ``(N, K)`` distance and softmax matrices dominate (N = vectors in the batch, K = codebook size).
 """
 
@@ -73,6 +84,11 @@ class VectorQuantizer(Quantizer):
         ema_eps: float = 1e-5,
         dead_code_threshold: float = 0.0,
         dead_code_decay: float = 0.99,
+        ema_style: str = "vqvae2",
+        standardize: bool = False,
+        split_dead_codes: bool = False,
+        split_min_count: float = 0.1,
+        split_perturb: float = 0.001,
     ) -> None:
         super().__init__()
         if codebook_size < 2 or dim < 1:
@@ -89,6 +105,13 @@ class VectorQuantizer(Quantizer):
         self.ema_eps = float(ema_eps)
         self.dead_code_threshold = float(dead_code_threshold)
         self.dead_code_decay = float(dead_code_decay)
+        if ema_style not in ("vqvae2", "uvim"):
+            raise ValueError(f"ema_style must be 'vqvae2' or 'uvim', got {ema_style!r}")
+        if (ema_style == "uvim" or split_dead_codes) and self.ema_decay <= 0:
+            raise ValueError("UViM's dictionary learning and codebook splitting need ema_decay > 0 (official 0.995)")
+        self.ema_style, self.standardize = ema_style, bool(standardize)
+        self.split_dead_codes, self.split_min_count = bool(split_dead_codes), float(split_min_count)
+        self.split_perturb = float(split_perturb)
 
         # MaskGIT: variance_scaling(1.0, "fan_in", "uniform") on a (K, d) codebook -> U(±sqrt(3 / K)).
         bound = math.sqrt(3.0 / self.codebook_size)
@@ -97,6 +120,10 @@ class VectorQuantizer(Quantizer):
             self.embedding.requires_grad_(False)
             self.register_buffer("ema_cluster_size", torch.ones(self.codebook_size))
             self.register_buffer("ema_embed_sum", self.embedding.detach().clone())
+        if self.ema_style == "uvim":  # official init: dictionary ~ N(0, 1/sqrt(K)), counts 1
+            self.ema_embed_sum.normal_(0.0, 1.0 / math.sqrt(self.codebook_size))
+            self.embedding.data.copy_(F.normalize(self.ema_embed_sum, dim=-1))
+            self.register_buffer("split_steps", torch.zeros((), dtype=torch.long))
         if self.dead_code_threshold > 0:
             self.register_buffer("code_usage", torch.ones(self.codebook_size))
 
@@ -122,6 +149,10 @@ class VectorQuantizer(Quantizer):
         self._check_dim(z)
         with torch.autocast(device_type=z.device.type, enabled=False):
             flat = z.float().reshape(-1, self.dim)
+            if self.standardize:  # jax.nn.standardize: (x - mean) / sqrt(var + 1e-5) over channels
+                flat = (flat - flat.mean(-1, keepdim=True)) * torch.rsqrt(
+                    flat.var(-1, unbiased=False, keepdim=True) + 1e-5
+                )
             if self.l2_normalize:
                 flat = F.normalize(flat, dim=-1)
             codebook = self.codebook()
@@ -142,10 +173,14 @@ class VectorQuantizer(Quantizer):
             loss = codebook_loss + self.beta * commitment + self.entropy_weight * entropy
             codes = quantized.detach() + (flat - flat.detach())  # STE with an exact forward value
 
-        if self.training:
-            self._update_codebook(flat.detach(), indices)
+        splits = self._update_codebook(flat.detach(), indices) if self.training else 0
 
         metrics = batch_usage_metrics(indices, self.codebook_size)
+        if self.ema_style == "uvim":
+            counts = torch.bincount(indices, minlength=self.codebook_size).float()
+            metrics.update(codebook_zeros_ratio=(counts == 0).float().mean(),
+                           codebook_max_ratio=counts.max() / counts.sum().clamp_min(1),
+                           num_splits=torch.tensor(float(splits)))  # fmt: skip
         metrics.update(
             commitment=commitment.detach(), codebook_loss=codebook_loss.detach(), entropy_loss=entropy.detach()
         )
@@ -157,15 +192,22 @@ class VectorQuantizer(Quantizer):
         )
 
     @torch.no_grad()
-    def _update_codebook(self, flat: torch.Tensor, indices: torch.Tensor) -> None:
-        """EMA codebook update and dead-code re-seeding (both optional). Counts are summed across DDP ranks."""
+    def _update_codebook(self, flat: torch.Tensor, indices: torch.Tensor) -> int:
+        """EMA codebook update, dead-code re-seeding or splitting (all optional). Counts are summed across DDP
+        ranks. Returns the number of splits."""
         if self.ema_decay <= 0 and self.dead_code_threshold <= 0:
-            return
+            return 0
         counts = torch.bincount(indices, minlength=self.codebook_size).float()
         sums = torch.zeros_like(self.embedding, dtype=torch.float32).index_add_(0, indices, flat)
         if dist.is_available() and dist.is_initialized():
             dist.all_reduce(counts)
             dist.all_reduce(sums)
+        if self.ema_style == "uvim":
+            self.ema_cluster_size.mul_(self.ema_decay).add_(counts)
+            self.ema_embed_sum.mul_(self.ema_decay).add_(sums)
+            splits = self._split() if self.split_dead_codes else 0
+            self.embedding.data.copy_(F.normalize(self.ema_embed_sum / self.ema_cluster_size[:, None], dim=-1))
+            return splits
         if self.ema_decay > 0:
             decay = self.ema_decay
             self.ema_cluster_size.mul_(decay).add_(counts, alpha=1 - decay)
@@ -186,6 +228,29 @@ class VectorQuantizer(Quantizer):
                 if self.ema_decay > 0:
                     self.ema_cluster_size[dead] = 1.0
                     self.ema_embed_sum[dead] = fresh
+        return 0
+
+    @torch.no_grad()
+    def _split(self) -> int:
+        """UViM's ``split_the_most_frequent_embedding`` loop (module docstring), run on CPU copies."""
+        self.split_steps += 1
+        if float(self.ema_cluster_size.min()) >= self.split_min_count:
+            return 0
+        counts, sums = self.ema_cluster_size.cpu().clone(), self.ema_embed_sum.cpu().clone()
+        generator = torch.Generator().manual_seed(int(self.split_steps))  # identical on every rank
+        splits = 0
+        while float(counts.min()) < self.split_min_count:
+            i_max, i_min = int(counts.argmax()), int(counts.argmin())
+            if i_max == i_min:
+                break
+            noise = torch.empty(self.dim).uniform_(1 - self.split_perturb, 1 + self.split_perturb, generator=generator)
+            sums[i_min] = sums[i_max] * noise / 2
+            sums[i_max] = sums[i_max] / 2
+            counts[i_min] = counts[i_max] = counts[i_max] / 2
+            splits += 1
+        self.ema_cluster_size.copy_(counts)
+        self.ema_embed_sum.copy_(sums)
+        return splits
 
     def config(self) -> dict:
         return {
@@ -200,13 +265,20 @@ class VectorQuantizer(Quantizer):
             "ema_eps": self.ema_eps,
             "dead_code_threshold": self.dead_code_threshold,
             "dead_code_decay": self.dead_code_decay,
+            "ema_style": self.ema_style,
+            "standardize": self.standardize,
+            "split_dead_codes": self.split_dead_codes,
+            "split_min_count": self.split_min_count,
+            "split_perturb": self.split_perturb,
         }
 
     def extra_repr(self) -> str:
         return (
             f"codebook_size={self.codebook_size}, dim={self.dim}, beta={self.beta}, "
             f"entropy_weight={self.entropy_weight}, l2_normalize={self.l2_normalize}, ema_decay={self.ema_decay}"
-        )
+            + (f", ema_style=uvim, standardize={self.standardize}, split_dead_codes={self.split_dead_codes}"
+               if self.ema_style == "uvim" else "")
+        )  # fmt: skip
 
     def _check_dim(self, z: torch.Tensor) -> None:
         if z.shape[-1] != self.dim:
