@@ -160,3 +160,66 @@ def write_json(path: Path, payload: dict) -> Path:
     tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, default=float) + "\n")
     tmp.replace(path)
     return path
+
+
+UVIM_STAGE1_FORMAT = "fsq_repro.uvim_stage1/v1"
+UVIM_LM_FORMAT = "fsq_repro.uvim_lm/v1"
+
+
+def save_uvim_stage1(path: str | Path, model: torch.nn.Module, task_config: dict, data_fingerprint: str = "",
+                     extra: dict | None = None) -> Path:  # fmt: skip
+    """UViM's Stage I → Stage II handoff (FSQ paper §4.4): the guiding-code autoencoder's config + weights, the task
+    it encodes (e.g. depth bins), the bottleneck (levels or codebook size) and the data fingerprint."""
+    config = model.config()
+    payload = {
+        "format": UVIM_STAGE1_FORMAT,
+        "config": config,
+        "task": dict(task_config),
+        "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+        "codebook_size": model.codebook_size,
+        "levels": config["quantizer"].get("levels"),
+        "data_fingerprint": data_fingerprint,
+        "code_version": __version__,
+        "extra": extra or {},
+    }
+    return atomic_torch_save(payload, path)
+
+
+def load_uvim_stage1(path: str | Path, device: str | torch.device = "cpu"):
+    """``(GuidingCodeAutoencoder in eval mode, task)`` from ``uvim_stage1.pt`` (``weights_only=True``)."""
+    from fsq_repro.losses.uvim_tasks import build_task
+    from fsq_repro.nets.uvim_vqvae import GuidingCodeAutoencoder
+
+    payload = read_payload(path, UVIM_STAGE1_FORMAT, "uvim_stage1", "UViM Stage I file",
+                           "train it first: stages=[uvim_stage1]")  # fmt: skip
+    model = GuidingCodeAutoencoder.from_config(payload["config"])
+    model.load_state_dict(payload["state_dict"])
+    model.data_fingerprint = payload.get("data_fingerprint", "")
+    return model.to(device).eval(), build_task(payload["task"])
+
+
+def save_uvim_lm(path: str | Path, model: torch.nn.Module, stage1_hash: str, extra: dict | None = None) -> Path:
+    """UViM's Stage II language model (config + weights + the hash of the Stage I file whose codes it predicts)."""
+    payload = {
+        "format": UVIM_LM_FORMAT,
+        "config": model.config(),
+        "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+        "stage1_hash": stage1_hash,
+        "code_version": __version__,
+        "extra": extra or {},
+    }
+    return atomic_torch_save(payload, path)
+
+
+def load_uvim_lm(path: str | Path, stage1_hash: str | None = None, device: str | torch.device = "cpu"):
+    """The Stage II model in eval mode; with ``stage1_hash``, refuse one trained on another Stage I's codes."""
+    from fsq_repro.nets.uvim_lm import UViMLanguageModel
+
+    payload = read_payload(
+        path, UVIM_LM_FORMAT, "uvim_lm", "UViM Stage II file", "train it first: stages=[uvim_stage2]"
+    )
+    if stage1_hash and payload["stage1_hash"] != stage1_hash:
+        raise ConfigError(f"{path} predicts codes of Stage I {payload['stage1_hash']}, not of {stage1_hash}")
+    model = UViMLanguageModel(**payload["config"])
+    model.load_state_dict(payload["state_dict"])
+    return model.to(device).eval()

@@ -18,7 +18,17 @@ from omegaconf import DictConfig, OmegaConf
 
 from fsq_repro.errors import ConfigError
 
-KNOWN_STAGES = ("data", "stage1", "tokenize", "stage2", "eval")
+KNOWN_STAGES = (
+    "data",
+    "stage1",
+    "tokenize",
+    "stage2",
+    "eval",
+    "uvim_stage1",
+    "uvim_tokenize",
+    "uvim_stage2",
+    "uvim_eval",
+)
 
 
 # Third-party notices that say nothing about a run (pinned versions; the eval-mode modules are the tokenizer's
@@ -121,12 +131,24 @@ def stage_eval(cfg: DictConfig) -> dict:
     return results
 
 
+def _uvim(name: str) -> Callable[[DictConfig], object]:
+    """UViM's stages (FSQ paper §4.4), imported when run: ``fsq_repro/lit/uvim.py``."""
+
+    def run(cfg: DictConfig) -> object:
+        from fsq_repro.lit import uvim
+
+        return getattr(uvim, f"stage_{name}")(cfg)
+
+    return run
+
+
 STAGES: dict[str, Callable[[DictConfig], object]] = {
     "data": stage_data,
     "stage1": stage_stage1,
     "tokenize": stage_tokenize,
     "stage2": stage_stage2,
     "eval": stage_eval,
+    **{name: _uvim(name) for name in ("uvim_stage1", "uvim_tokenize", "uvim_stage2", "uvim_eval")},
 }
 
 

@@ -105,17 +105,24 @@ def resolve_global_batch(
 
 
 def configure_global_batch(
-    cfg: DictConfig, stage: str, trainer: pl.Trainer, module: pl.LightningModule, batch_key: str, per_device: int
+    cfg: DictConfig,
+    stage: str,
+    trainer: pl.Trainer,
+    module: pl.LightningModule,
+    batch_key: str,
+    per_device: int,
+    model_key: str | None = None,
 ) -> GlobalBatch:
     """Resolve the stage's global batch on the built Trainer (its ``num_devices`` / ``num_nodes``, so ``devices``
     may be a list or ``auto``), print it, and apply the accumulation: Lightning's ``accumulate_grad_batches`` for an
     automatically optimised module (Stage II), the module's own ``accumulate_grad_batches`` for a manually
     optimised one (Stage I: Lightning refuses to accumulate there). Lightning counts ``val_check_interval`` in
     batches (and, under manual optimisation, ``log_every_n_steps`` too): both are scaled so they count optimizer
-    steps as ``max_steps`` does."""
+    steps as ``max_steps`` does. ``model_key``: the ``model.<key>`` block holding ``global_batch_size`` when it is
+    not named like the stage (UViM's ``uvim_stage1`` reads ``model.stage1``)."""
     layout = resolve_global_batch(
         stage,
-        cfg.model[stage].get("global_batch_size"),
+        cfg.model[model_key or stage].get("global_batch_size"),
         per_device,
         trainer.num_devices,
         trainer.num_nodes,
