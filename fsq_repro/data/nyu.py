@@ -127,7 +127,7 @@ class NYUDepthDataset(Dataset):
             image, depth = self._read(index)
         except (OSError, ValueError, KeyError):
             return None  # unreadable: skipped and counted by collate_skip_corrupt
-        image_t = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float() / 127.5 - 1.0
-        depth_t = torch.from_numpy(np.ascontiguousarray(depth))[None]
+        image_t = torch.from_numpy(np.array(image, copy=True)).permute(2, 0, 1).float() / 127.5 - 1.0
+        depth_t = torch.from_numpy(np.array(depth, dtype=np.float32, copy=True))[None]
         crop = EVAL_CROP if self.eval_crop and not self.augment and tuple(depth.shape) == (480, 640) else None
         return make_item(image_t, depth_t, index, self.resolution, self.augment, crop)

@@ -41,9 +41,10 @@ def resize_prediction(pred: torch.Tensor, size: tuple[int, int]) -> torch.Tensor
 def depth_metrics_per_image(pred: torch.Tensor, gt: torch.Tensor, min_depth: float = 1e-3, max_depth: float = 10.0,
                             crop: tuple[int, int, int, int] | None = None) -> dict[str, torch.Tensor]:  # fmt: skip
     """Per-image metrics ``{name: (B,)}`` (NaN for an image without valid pixels) and ``valid_pixels (B,)``."""
-    gt = _squeeze(gt).double()
+    gt = _squeeze(gt)
+    valid = (gt > min_depth) & (gt < max_depth)  # in gt's dtype, as numpy compares a float32 map with a float
+    gt = gt.double()
     pred = resize_prediction(pred, gt.shape[-2:]).double().clamp_min(min_depth)
-    valid = (gt > min_depth) & (gt < max_depth)
     if crop is not None:
         top, left, h, w = crop
         window = torch.zeros_like(valid)
