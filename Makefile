@@ -11,7 +11,7 @@ EXTRA_STAMP := $(VENV)/.extra-$(shell sha256sum requirements-extra.txt | cut -c1
 PKG_STAMP := $(VENV)/.pkg-$(HERE_HASH)-$(REQ_HASH)
 PYTEST_ARGS ?=
 
-.PHONY: install test demo lint format bench clean
+.PHONY: install test demo demo-uvim lint format bench clean
 
 install: $(PKG_STAMP)
 
@@ -37,6 +37,9 @@ test: install
 demo: install
 	$(PY) scripts/demo.py
 	$(PY) scripts/demo_pipeline.py
+
+demo-uvim: install
+	$(PY) scripts/demo_uvim.py
 
 lint: install
 	$(VENV)/bin/ruff check .

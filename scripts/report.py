@@ -2,6 +2,7 @@
 
     python scripts/report.py outputs/multirun/tradeoff_fsq/<time> outputs/multirun/tradeoff_vq/<time>
     python scripts/report.py outputs/multirun/demo/<time> --out report/ --wandb
+    python scripts/report.py outputs/multirun/uvim_depth_shapes/<time>     # UViM: Table 2 depth rows, Fig. 6
 
 Writes ``report.md`` (Markdown table + figures), ``report.json`` and PNGs into ``--out`` (default: ``<first
 dir>/report``). ``--wandb`` also logs the table and figures to W&B (offline unless ``--wandb-online``), in the
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from fsq_repro.entry import one_line_errors
 from fsq_repro.reporting import COLUMNS, write_report
+from fsq_repro.uvim_report import find_uvim_runs, write_uvim_report
 
 
 def log_to_wandb(written: dict, group: str, online: bool, project: str) -> None:
@@ -38,6 +40,11 @@ def main() -> None:
     parser.add_argument("--wandb-project", default="fsq_repro")
     args = parser.parse_args()
     out = Path(args.out or Path(args.dirs[0]) / "report")
+    if find_uvim_runs(args.dirs):  # UViM runs (uvim_eval.json): FSQ paper Table 2 depth rows + Fig. 6 grid
+        uvim = write_uvim_report(args.dirs, out)
+        print(uvim["report"].read_text())
+        if not any(Path(d).rglob("results.json") for d in args.dirs):
+            return
     written = write_report(args.dirs, out)
     print(written["report"].read_text())
     print(f"\nwrote {written['report']} and {', '.join(str(p) for p in written['figures'].values())}")

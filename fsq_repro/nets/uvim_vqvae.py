@@ -145,8 +145,9 @@ class GuidingCodeAutoencoder(nn.Module):
         if self.side != self.grid:
             # antialiased (triangle filter widened by the scale) in float32: no bf16 kernel on CPU
             low = grid.dtype in (torch.bfloat16, torch.float16)
-            grid = F.interpolate(grid.float() if low else grid, size=(self.side, self.side), mode="bilinear", antialias=True,
-                                 align_corners=False).to(x.dtype)  # fmt: skip
+            grid = grid.float() if low else grid
+            size = (self.side, self.side)
+            grid = F.interpolate(grid, size=size, mode="bilinear", antialias=True, align_corners=False).to(x.dtype)
         return grid.flatten(2).transpose(1, 2)
 
     def _grow(self, x: torch.Tensor) -> torch.Tensor:  # (B, L, D) -> (B, g², D)

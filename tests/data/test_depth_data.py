@@ -62,7 +62,8 @@ def test_augmentation_flips_and_crops_image_and_depth_together() -> None:
 def _frames(n: int) -> tuple[np.ndarray, np.ndarray]:
     """n 480x640 frames: image = (row mod 256, col mod 256, frame), depth = 1 + row/100 + col/1000 + frame."""
     rows, cols = np.mgrid[0:480, 0:640]
-    images = np.stack([np.stack([rows % 256, cols % 256, np.full_like(rows, f)], -1) for f in range(n)]).astype(np.uint8)
+    images = np.stack([np.stack([rows % 256, cols % 256, np.full_like(rows, f)], -1) for f in range(n)])
+    images = images.astype(np.uint8)
     depths = np.stack([1 + rows / 100 + cols / 1000 + f for f in range(n)]).astype(np.float32)
     return images, depths
 
@@ -108,7 +109,7 @@ def test_png_folder_layout_pairs_and_corrupt_files(tmp_path: Path) -> None:
     (tmp_path / "test" / "00001_colors.png").write_bytes(b"broken")
     batch = collate_skip_corrupt([test[0], test[1]])
     assert int(batch["num_corrupt"]) == 1 and batch["image"].shape[0] == 1
-    with pytest.raises(ConfigError, match="data.root"):
+    with pytest.raises(ConfigError, match=r"data\.root"):
         NYUDepthDataset(str(tmp_path / "nowhere"), "test")
     with pytest.raises(ConfigError, match="no RGB"):
         NYUDepthDataset(str(tmp_path / "train"), "test")

@@ -78,18 +78,21 @@ def timm_forward(state: dict, image: torch.Tensor, depth: int, heads: int) -> to
     x = x.flatten(2).transpose(1, 2)
     x = torch.cat([torch.zeros(x.shape[0], 1, x.shape[2]), x], 1) + state["pos_embed"]
     x = x[:, 1:]  # our encoder has no class token; attention over patches only
-    d = x.shape[-1]
+    fn, d = torch.nn.functional, x.shape[-1]
+
+    def split(t: torch.Tensor) -> torch.Tensor:
+        return t.view(t.shape[0], t.shape[1], heads, d // heads).transpose(1, 2)
+
     for i in range(depth):
-        p = lambda n: state[f"blocks.{i}.{n}"]  # noqa: E731
-        h = torch.nn.functional.layer_norm(x, (d,), p("norm1.weight"), p("norm1.bias"), eps=1e-6)
-        q, k, v = torch.nn.functional.linear(h, p("attn.qkv.weight"), p("attn.qkv.bias")).chunk(3, -1)
-        split = lambda t: t.view(t.shape[0], t.shape[1], heads, d // heads).transpose(1, 2)  # noqa: E731
+        p = {n.removeprefix(f"blocks.{i}."): v for n, v in state.items() if n.startswith(f"blocks.{i}.")}
+        h = fn.layer_norm(x, (d,), p["norm1.weight"], p["norm1.bias"], eps=1e-6)
+        q, k, v = fn.linear(h, p["attn.qkv.weight"], p["attn.qkv.bias"]).chunk(3, -1)
         att = torch.softmax(split(q) @ split(k).transpose(-1, -2) / math.sqrt(d // heads), -1) @ split(v)
-        x = x + torch.nn.functional.linear(att.transpose(1, 2).reshape(x.shape), p("attn.proj.weight"), p("attn.proj.bias"))
-        h = torch.nn.functional.layer_norm(x, (d,), p("norm2.weight"), p("norm2.bias"), eps=1e-6)
-        h = torch.nn.functional.gelu(torch.nn.functional.linear(h, p("mlp.fc1.weight"), p("mlp.fc1.bias")), approximate="tanh")
-        x = x + torch.nn.functional.linear(h, p("mlp.fc2.weight"), p("mlp.fc2.bias"))
-    return torch.nn.functional.layer_norm(x, (d,), state["norm.weight"], state["norm.bias"], eps=1e-6)
+        x = x + fn.linear(att.transpose(1, 2).reshape(x.shape), p["attn.proj.weight"], p["attn.proj.bias"])
+        h = fn.layer_norm(x, (d,), p["norm2.weight"], p["norm2.bias"], eps=1e-6)
+        h = fn.gelu(fn.linear(h, p["mlp.fc1.weight"], p["mlp.fc1.bias"]), approximate="tanh")
+        x = x + fn.linear(h, p["mlp.fc2.weight"], p["mlp.fc2.bias"])
+    return fn.layer_norm(x, (d,), state["norm.weight"], state["norm.bias"], eps=1e-6)
 
 
 def test_encoder_loads_a_timm_vit_state_dict(tmp_path) -> None:
@@ -98,7 +101,8 @@ def test_encoder_loads_a_timm_vit_state_dict(tmp_path) -> None:
     state = {"patch_embed.proj.weight": torch.randn(d, 3, 8, 8, generator=g) * 0.05,
              "patch_embed.proj.bias": torch.randn(d, generator=g) * 0.1,
              "pos_embed": torch.randn(1, 5, d, generator=g) * 0.1,
-             "norm.weight": 1 + 0.1 * torch.randn(d, generator=g), "norm.bias": 0.1 * torch.randn(d, generator=g)}  # fmt: skip
+             "norm.weight": 1 + 0.1 * torch.randn(d, generator=g),
+             "norm.bias": 0.1 * torch.randn(d, generator=g)}  # fmt: skip
     for i in range(depth):
         for name, shape in (("norm1", (d,)), ("norm2", (d,)), ("attn.qkv", (3 * d, d)), ("attn.proj", (d, d)),
                             ("mlp.fc1", (64, d)), ("mlp.fc2", (d, 64))):  # fmt: skip
