@@ -1,0 +1,96 @@
+"""UViM from the command line: the depth pipeline on the embedded scenes (uvim_stage1 → uvim_tokenize → uvim_stage2
+→ uvim_eval → Table 2 report), and ``fast_dev_run`` of the NYU experiments on a small generated NYU folder."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from fsq_repro.artifacts import load_uvim_lm, load_uvim_stage1
+from fsq_repro.data.token_cache import file_hash
+from tests.conftest import ROOT, assert_ok, run_cli
+
+TINY = ["data.train.size=64", "data.val.size=16", "data.batch_size=16", "model.stage2.batch_size=16",
+        "trainer.log_every_n_steps=1", "eval_num_images=8"]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_uvim_depth_shapes_end_to_end_and_report(tmp_path: Path) -> None:
+    runs = []
+    for quantizer in ("fsq_125", "vq_128_uvim_nosplit"):
+        run = tmp_path / quantizer
+        proc = assert_ok(run_cli("train.py", run, "experiment=uvim_depth_shapes", f"quantizer={quantizer}", *TINY,
+                                 "trainer.max_steps=6", "model.stage1.val_check_interval=3",
+                                 "model.stage2.val_check_interval=3"))  # fmt: skip
+        assert "token cache" in proc.stdout and "RMSE" in proc.stdout
+        runs.append(run)
+    run = runs[0]
+    for artifact in ("uvim_stage1.pt", "uvim_lm.pt", "uvim_tokens/meta.json", "uvim_eval.json", "uvim_eval.png",
+                     "uvim_stage1/reconstructions.png", "uvim_stage2/predictions.png"):  # fmt: skip
+        assert (run / artifact).exists(), artifact
+    stage1, task = load_uvim_stage1(run / "uvim_stage1.pt")
+    assert stage1.codebook_size == 125 and stage1.code_len == 16 and task.num_bins == 256
+    lm = load_uvim_lm(run / "uvim_lm.pt", stage1_hash=file_hash(run / "uvim_stage1.pt"))
+    assert lm.vocab_size == 126 and lm.seq_len == 16
+    results = json.loads((run / "uvim_eval.json").read_text())
+    assert results["uvim"]["num_images"] == 8 and 0 < results["usage"] <= 1 and results["uvim"]["rmse"] > 0
+    metrics = (run / "csv" / "uvim_stage1" / "metrics.csv").read_text().splitlines()[0]
+    assert "val/usage" in metrics and "val/oracle_rmse" in metrics and "train/loss" in metrics
+    # a re-run skips every stage (artifacts exist)
+    again = assert_ok(run_cli("train.py", run, "experiment=uvim_depth_shapes", *TINY, "trainer.max_steps=6"))
+    assert again.stdout.count("skipped") >= 2
+    # the Table 2 report over both runs
+    report = subprocess.run([sys.executable, "scripts/report.py", str(tmp_path), "--out", str(tmp_path / "rep")],
+                            cwd=ROOT, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert report.returncode == 0, report.stderr
+    rows = json.loads((tmp_path / "rep" / "uvim_table2.json").read_text())
+    assert [r["bottleneck"] for r in rows] == ["FSQ", "VQ without splitting"]
+    assert rows[1]["paper_rmse"] == 0.490 and (tmp_path / "rep" / "uvim_fig6.png").is_file()
+
+
+def _nyu_folder(root: Path, n: int = 2) -> Path:
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        (root / split).mkdir(parents=True)
+        for i in range(n):
+            Image.fromarray(rng.integers(0, 255, (480, 640, 3), dtype=np.uint8)).save(root / split / f"{i}_rgb.png")
+            depth = (rng.uniform(0.5, 9.5, (480, 640)) * 1000).astype(np.uint16)
+            Image.fromarray(depth).save(root / split / f"{i}_depth.png")
+    return root
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("experiment", ["uvim_depth_fsq", "uvim_depth_vq", "uvim_depth_vq_nosplit"])
+def test_fast_dev_run_of_the_nyu_experiments(experiment: str, tmp_path: Path) -> None:
+    """Every UViM stage of the paper experiments, one batch each, on a generated 2-frame NYU folder at 256 px (the
+    paper's 512 px halves the grid: 16 x 16 patches = 256 codes, no resize). uvim_depth_fsq keeps the paper-size
+    Stage I; the others run Stage I only with 1+1 blocks, and Stage II has 1 layer, to fit the CI budget."""
+    root = _nyu_folder(tmp_path / "nyu")
+    run = tmp_path / "run"
+    extra = ["model.stage2.lm.num_layers=1", "model.stage2.batch_size=2", "eval_num_images=1"]
+    if experiment != "uvim_depth_fsq":
+        extra += [
+            "stages=[uvim_stage1]",
+            "model.stage1.autoencoder.enc_depth=1",
+            "model.stage1.autoencoder.dec_depth=1",
+        ]
+    assert_ok(run_cli("train.py", run, f"experiment={experiment}", "debug=fast", f"data.root={root}",
+                      "data.resolution=256", "data.batch_size=2", "data.num_workers=0", "data.pin_memory=false",
+                      "data.persistent_workers=false", "trainer.precision=32", *extra))  # fmt: skip
+    payload = torch.load(run / "uvim_stage1.pt", weights_only=True)
+    quantizer = payload["config"]["quantizer"]
+    if experiment == "uvim_depth_fsq":
+        assert quantizer["levels"] == [7, 5, 5, 5, 5] and payload["config"]["width"] == 768
+        assert payload["config"]["enc_depth"] == 6 and payload["config"]["dec_depth"] == 12
+        results = json.loads((run / "uvim_eval.json").read_text())
+        assert results["uvim"]["num_images"] == 1
+    else:
+        assert quantizer["codebook_size"] == 4096 and quantizer["dim"] == 768
+        assert quantizer["split_dead_codes"] == (experiment == "uvim_depth_vq")
