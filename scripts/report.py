@@ -43,7 +43,7 @@ def main() -> None:
     if find_uvim_runs(args.dirs):  # UViM runs (uvim_eval.json): FSQ paper Table 2 depth rows + Fig. 6 grid
         uvim = write_uvim_report(args.dirs, out)
         print(uvim["report"].read_text())
-        if not any(Path(d).rglob("results.json") for d in args.dirs):
+        if not any(next(Path(d).rglob("results.json"), None) for d in args.dirs):
             return
     written = write_report(args.dirs, out)
     print(written["report"].read_text())

@@ -73,7 +73,11 @@ def test_every_quantizer_instantiates(option: str) -> None:
     else:
         assert isinstance(q, VectorQuantizer)
         assert q.codebook_size == int(size)
-        assert q.beta == 0.25 and q.entropy_weight == 0.1
+        if ablation and ablation[0] == "uvim":  # UViM's VQ (FSQ paper §4.4): no commitment, EMA dictionary
+            assert q.beta == 0.0 and q.entropy_weight == 0.0 and q.ema_style == "uvim" and q.standardize
+            assert q.split_dead_codes == (ablation[1:] != ["nosplit"]) and q.split_min_count == 0.1
+        else:  # MaskGIT's VQ (FSQ paper §4.1): commitment 0.25 + entropy loss 0.1
+            assert q.beta == 0.25 and q.entropy_weight == 0.1
 
 
 def test_table1_sources_are_cited() -> None:
@@ -156,6 +160,8 @@ def test_every_experiment_resolves_its_global_batch(experiment: str) -> None:
     stage1, stage2 = _global_batches(cfg)
     if cfg.trainer.accelerator == "cpu":  # the CPU experiments: no accumulation on their one process
         assert stage1.accumulate_grad_batches == stage2.accumulate_grad_batches == 1
+    elif experiment.startswith("uvim"):  # UViM on NYU: big_vision's batch sizes (vqvae / train configs)
+        assert (stage1.global_batch_size, stage2.global_batch_size) == (1024, 512)
     else:  # the ImageNet experiments: the paper's global batch
         assert stage1.global_batch_size == 512
         assert stage2.global_batch_size == 256 or "stage2" not in cfg.stages
