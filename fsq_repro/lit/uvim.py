@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -33,6 +34,7 @@ from fsq_repro.errors import ConfigError
 from fsq_repro.lit.callbacks import ImageGridLogger
 from fsq_repro.lit.datamodules import ImageDataModule
 from fsq_repro.lit.global_batch import configure_global_batch
+from fsq_repro.lit.stage2 import _wait_for
 from fsq_repro.lit.stages import build_trainer, count_parameters, fit_and_validate, plain, run_dir, write_json
 from fsq_repro.lit.uvim_module import UViMStage1Module, UViMStage2Module, depth_grid
 from fsq_repro.losses.uvim_tasks import build_task
@@ -106,6 +108,9 @@ def stage_uvim_tokenize(cfg: DictConfig) -> dict:
     tok_hash, fingerprint = file_hash(path), data_fingerprint(plain(cfg.data))
     meta = read_meta(out)
     if meta and meta.get("complete") and meta.get("tokenizer_hash") == tok_hash:
+        return check_cache(out, tok_hash, fingerprint)
+    if _rank() > 0:  # a non-zero rank of a DDP pipeline: rank 0 encodes alone, the others wait for its cache
+        _wait_for(lambda: (read_meta(out) or {}).get("complete"), f"{out}/meta.json")
         return check_cache(out, tok_hash, fingerprint)
     start = time.perf_counter()
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -233,7 +238,14 @@ def _progress(loader, enabled: bool):
     return tqdm(loader, desc="uvim eval", unit="batch")
 
 
+def _rank() -> int:
+    """This process's rank in a Lightning DDP launch (the stages between fits run in every process)."""
+    return int(os.environ.get("RANK", 0)) if int(os.environ.get("WORLD_SIZE", 1)) > 1 else 0
+
+
 def stage_uvim_eval(cfg: DictConfig) -> dict:
+    if _rank() > 0:
+        return {}  # rank 0 evaluates (a few hundred images) and writes the files
     path = stage1_path(cfg)
     lm_path = Path(cfg.get("uvim_lm") or run_dir(cfg) / "uvim_lm.pt")
     device = "cuda" if torch.cuda.is_available() else "cpu"
