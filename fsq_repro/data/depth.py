@@ -1,191 +1,136 @@
-"""Depth data for UViM (FSQ paper §4.4, Table 2 NYU rows): discretisation, the train/eval transforms, and the
-embedded stand-in with exact ground truth (``DepthScenesDataset``). NYU Depth v2 itself: ``data/nyu.py``.
+"""Depth data for UViM (FSQ paper §4.4, Table 2 NYU rows): the depth discretisation and the train / eval transforms
+shared by every depth dataset. The datasets: ``data/depth_scenes.py`` (embedded stand-in with exact ground truth)
+and ``data/nyu.py`` (NYU Depth v2).
 
 Discretisation (big_vision ``trainers/proj/uvim/depth_task.py`` at 21bd6eb): ``bins = floor((d − min) / (max − min)
-· num_bins)`` clipped to ``[0, num_bins − 1]``; back to metres at the bin centre ``(b + 0.5) / num_bins``.
+· num_bins)`` clipped to ``[0, num_bins − 1]``; back to metres at the bin centre ``(b + 0.5) / num_bins · (max −
+min) + min`` ("undoes floor in expectation"), so the round trip is off by at most half a bin inside the range.
 
-Transforms (official ``vqvae_nyu_depth.py`` pre-processing): training = random horizontal flip + Inception crop
-(a random box covering U[5 %, 100 %] of the area with aspect ratio log-uniform in [3/4, 4/3], as big_vision's
-``inception_box``), applied identically to image and depth; then the image is resized bilinearly (antialiased) and
-the depth with NEAREST (depth is never interpolated). Evaluation = an optional eval crop, then the same resizes; the
-cropped native-resolution depth is kept as ``depth_gt`` (metrics compare against it, ``metrics/depth.py``).
+Transforms (official ``configs/proj/uvim/vqvae_nyu_depth.py`` pre-processing):
 
-Items: ``{"image": (3, R, R) float32 in [−1, 1], "depth": (1, R, R) float32 metres (0 = no measurement),
-"label": 0, "index": i}`` plus ``"depth_gt": (1, Hc, Wc)`` when not augmenting. Random draws use the global torch
-RNG, which the training loop re-seeds every step (``lit/callbacks.py: ReseedEveryStep``).
+- training (``augment=True``, ``pp_train``): a horizontal flip with probability 1/2, then an Inception crop box
+  (``pp/proj/uvim/pp_ops.py: inception_box`` = TF's ``sample_distorted_bounding_box`` with area ∈ [5 %, 100 %] and
+  aspect ratio w/h ∈ [0.75, 1.33], see ``inception_box`` below), both applied identically to image and depth;
+- evaluation (``pp_eval``): an optional fixed crop (NYU's ``nyu_eval_crop``, ``data/nyu.py``); the cropped depth at
+  native resolution is kept as ``depth_gt`` (metrics compare the prediction, resized to it, against it);
+- then both: the image resized bilinearly with antialiasing (the official TF resize has antialias off; here it is
+  on) and the depth with nearest neighbour (``nearest-exact`` = TF2's half-pixel-centre nearest; depth is never
+  interpolated, so every output depth is a measured value and 0 = "no measurement" survives).
 
-``DepthScenesDataset``: procedurally rendered scenes with a pinhole camera at height ``h`` looking horizontally — a
-checkered floor (depth ``f·h / (y − y_horizon)`` at image row ``y``), a striped back wall at a sampled depth, and 1–4
-objects (boxes, spheres, cones) standing on the floor at sampled depths, drawn with a z-buffer (correct occlusion),
-apparent size ∝ 1/depth, Lambert shading on spheres and depth fog, so depth is inferable from the image. Scene ``i``
-of split ``s`` is a pure function of ``(seed, s, i)``; ~1 500 scenes/s at 64 px on one core.
+Items: ``{"image": (3, R, R) float32 in [−1, 1], "depth": (1, R, R) float32 metres, "label": 0, "index": i}`` plus
+``"depth_gt": (1, Hc, Wc) float32`` when not augmenting.
+
+Randomness: by default the global torch RNG, which the training loop re-seeds every step (``lit/callbacks.py:
+ReseedEveryStep``), so with ``num_workers=0`` a run is reproducible; with worker processes each worker has its own
+torch seed (PyTorch's ``base_seed + worker_id``). Pass ``generator=`` for a private stream.
 """
 
 from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import Dataset
-
-SPLITS = {"train": 0, "val": 1, "test": 2}
 
 
 def depth_to_bins(depth: torch.Tensor, num_bins: int = 256, min_depth: float = 1e-3, max_depth: float = 10.0):
-    """Metres → int64 bins (official ``depth_task.input_pp``)."""
+    """Metres (any shape) → int64 bins in ``[0, num_bins − 1]`` (official ``depth_task.input_pp``)."""
     scaled = (depth.float() - min_depth) / (max_depth - min_depth) * num_bins
     return scaled.floor().long().clamp(0, num_bins - 1)
 
 
 def bins_to_depth(bins: torch.Tensor, num_bins: int = 256, min_depth: float = 1e-3, max_depth: float = 10.0):
-    """Bins → metres at the bin centre (official ``depth_task.predict_outputs``)."""
+    """Bins (any shape) → float32 metres at the bin centre (official ``depth_task.predict_outputs``)."""
     return (bins.float() + 0.5) / num_bins * (max_depth - min_depth) + min_depth
 
 
-def inception_box(height: int, width: int, area=(0.05, 1.0), ratio=(3 / 4, 4 / 3), attempts: int = 10):
-    """``(top, left, h, w)`` of a random crop (global torch RNG); the whole frame when no attempt fits."""
-    for _ in range(attempts):
-        target = height * width * float(torch.empty(()).uniform_(*area))
-        aspect = math.exp(float(torch.empty(()).uniform_(math.log(ratio[0]), math.log(ratio[1]))))
-        w, h = round(math.sqrt(target * aspect)), round(math.sqrt(target / aspect))
-        if 0 < w <= width and 0 < h <= height:
-            top = int(torch.randint(0, height - h + 1, ()))
-            left = int(torch.randint(0, width - w + 1, ()))
-            return top, left, h, w
+def _uniform(generator: torch.Generator | None) -> float:
+    return float(torch.rand((), generator=generator))
+
+
+def _randint(high: int, generator: torch.Generator | None) -> int:
+    """Uniform integer in ``[0, high)``."""
+    return int(torch.randint(0, high, (), generator=generator))
+
+
+def inception_box(
+    height: int,
+    width: int,
+    area: tuple[float, float] = (0.05, 1.0),
+    aspect: tuple[float, float] = (0.75, 1.33),
+    max_attempts: int = 100,
+    generator: torch.Generator | None = None,
+) -> tuple[int, int, int, int]:
+    """``(top, left, h, w)`` of a random crop, following TF's ``sample_distorted_bounding_box`` (what the official
+    ``inception_box`` calls, defaults ``area=(0.05, 1.0)``, ``aspect=(0.75, 1.33)``, 100 attempts).
+
+    Each attempt draws the aspect ratio ``w / h`` uniformly in ``aspect``, then the height uniformly among the
+    integers whose box area lies in ``area · H · W`` (``w = round(h · ratio)``, nudged by one row when rounding leaves
+    the area range), and the offsets uniformly in ``[0, H − h)`` and ``[0, W − w)`` (TF's half-open ranges). After
+    ``max_attempts`` failures the whole frame is returned.
+    """
+    min_area, max_area = area[0] * height * width, area[1] * height * width
+    for _ in range(max_attempts):
+        ratio = aspect[0] + (aspect[1] - aspect[0]) * _uniform(generator)
+        h = round(math.sqrt(min_area / ratio))
+        h_max = round(math.sqrt(max_area / ratio))
+        if round(h_max * ratio) > width:  # the tallest box whose rounded width still fits
+            h_max = int((width + 0.5 - 1e-7) / ratio)
+            if round(h_max * ratio) > width:
+                h_max -= 1
+        h_max = min(h_max, height)
+        h = min(h, h_max)
+        if h < h_max:
+            h += _randint(h_max - h + 1, generator)
+        w = round(h * ratio)
+        if w * h < min_area:
+            h += 1
+            w = round(h * ratio)
+        if w * h > max_area:
+            h -= 1
+            w = round(h * ratio)
+        if not (min_area <= w * h <= max_area and 0 < w <= width and 0 < h <= height):
+            continue
+        top = _randint(height - h, generator) if h < height else 0
+        left = _randint(width - w, generator) if w < width else 0
+        return top, left, h, w
     return 0, 0, height, width
 
 
+def crop_pair(image: torch.Tensor, depth: torch.Tensor, box: tuple[int, int, int, int]):
+    """The same ``(top, left, h, w)`` window of ``image (3, H, W)`` and ``depth (1, H, W)``."""
+    top, left, h, w = box
+    return image[:, top : top + h, left : left + w], depth[:, top : top + h, left : left + w]
+
+
 def resize_pair(image: torch.Tensor, depth: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Image bilinear (antialiased), depth nearest, both to ``size × size``."""
+    """``image (3, H, W)`` bilinear (antialiased), ``depth (1, H, W)`` nearest, both to ``(size, size)``."""
     if image.shape[-2:] != (size, size):
         image = F.interpolate(image[None], size=(size, size), mode="bilinear", antialias=True, align_corners=False)[0]
+    if depth.shape[-2:] != (size, size):
         depth = F.interpolate(depth[None], size=(size, size), mode="nearest-exact")[0]
     return image, depth
 
 
-def make_item(image: torch.Tensor, depth: torch.Tensor, index: int, size: int, augment: bool,
-              crop: tuple[int, int, int, int] | None = None) -> dict:  # fmt: skip
-    """``image (3, H, W)`` in [−1, 1] and ``depth (1, H, W)`` metres at native resolution → a dataset item."""
+def make_item(
+    image: torch.Tensor,
+    depth: torch.Tensor,
+    index: int,
+    size: int,
+    augment: bool,
+    crop: tuple[int, int, int, int] | None = None,
+    generator: torch.Generator | None = None,
+) -> dict:
+    """``image (3, H, W)`` in [−1, 1] and ``depth (1, H, W)`` metres at native resolution → a dataset item (module
+    docstring): training transform when ``augment``, else the optional eval ``crop`` ``(top, left, h, w)``."""
     if augment:
-        if bool(torch.rand(()) < 0.5):
+        if _uniform(generator) > 0.5:  # official randu("fliplr") | det_fliplr: flip when u > 0.5
             image, depth = image.flip(-1), depth.flip(-1)
-        top, left, h, w = inception_box(*image.shape[-2:])
-        image, depth = image[:, top : top + h, left : left + w], depth[:, top : top + h, left : left + w]
+        image, depth = crop_pair(image, depth, inception_box(*image.shape[-2:], generator=generator))
         image, depth = resize_pair(image, depth, size)
         return {"image": image.contiguous(), "depth": depth.contiguous(), "label": 0, "index": index}
     if crop is not None:
-        top, left, h, w = crop
-        image, depth = image[:, top : top + h, left : left + w], depth[:, top : top + h, left : left + w]
-    gt = depth.clone()
+        image, depth = crop_pair(image, depth, crop)
+    depth_gt = depth.contiguous().clone()
     image, depth = resize_pair(image, depth, size)
-    return {"image": image.contiguous(), "depth": depth.contiguous(), "depth_gt": gt, "label": 0, "index": index}
-
-
-# --- the embedded stand-in ------------------------------------------------------------------------------
-def render_depth_scene(seed: int, split: str, index: int, resolution: int = 64) -> tuple[np.ndarray, np.ndarray]:
-    """``(image (R, R, 3) uint8, depth (R, R) float32 metres)`` of scene ``index`` (module docstring)."""
-    rng = np.random.default_rng([seed, SPLITS[split], index])
-    r = resolution
-    f = r * rng.uniform(0.8, 1.1)  # focal length in pixels
-    horizon = r * rng.uniform(0.3, 0.5)  # image row of the horizon
-    cam_h = rng.uniform(1.2, 1.8)  # camera height above the floor, metres
-    wall = rng.uniform(6.0, 9.5)  # back wall depth
-    ys, xs = np.mgrid[0:r, 0:r].astype(np.float64) + 0.5
-    below = ys > horizon + 1e-6
-    floor_depth = np.where(below, f * cam_h / np.maximum(ys - horizon, 1e-6), np.inf)
-    depth = np.minimum(floor_depth, wall)
-    on_floor = floor_depth < wall
-    # world coordinates of every visible surface point (x to the right, y up from the floor)
-    wx = (xs - r / 2) * depth / f
-    floor_rgb, floor_rgb2 = rng.uniform(0.35, 0.75, 3), rng.uniform(0.15, 0.5, 3)
-    tile = rng.uniform(0.4, 0.8)
-    checker = (np.floor(wx / tile) + np.floor(depth / tile)) % 2
-    wall_rgb = rng.uniform(0.3, 0.8, 3)
-    stripes = 0.85 + 0.15 * (np.floor(wx / rng.uniform(0.3, 0.7)) % 2)
-    image = np.where(on_floor[..., None], np.where(checker[..., None] > 0, floor_rgb, floor_rgb2),
-                     wall_rgb * stripes[..., None])  # fmt: skip
-    for _ in range(rng.integers(1, 5)):
-        z = rng.uniform(1.5, min(8.0, wall - 0.4))  # distance of the object's front
-        size = rng.uniform(0.4, 1.1)  # metres
-        x0 = rng.uniform(-1.0, 1.0) * z * (r / 2) / f  # keep it roughly in view
-        kind = rng.integers(0, 3)
-        colour = np.array([float(c) for c in __import__("colorsys").hsv_to_rgb(rng.uniform(), rng.uniform(0.5, 0.9),
-                                                                                   rng.uniform(0.6, 1.0))])  # fmt: skip
-        # object surface in camera rays: pixel (x, y) sees world point (x·d/f, ·) at depth d
-        px, py = (xs - r / 2) / f, (ys - horizon) / f  # ray slopes
-        if kind == 0:  # box: front face at depth z, x in [x0 - s/2, x0 + s/2], height s
-            hit_x, hit_y = px * z, cam_h - py * z
-            mask = (np.abs(hit_x - x0) <= size / 2) & (hit_y >= 0) & (hit_y <= size)
-            obj_depth, shade = np.full_like(xs, z), 0.9 - 0.2 * (np.abs(hit_x - x0) / size)
-        elif kind == 1:  # sphere of radius s/2 resting on the floor, centre at depth z + s/2
-            rad, cz = size / 2, z + size / 2
-            cy = cam_h - rad  # centre height relative to the camera (positive = below the camera)
-            a = px**2 + py**2 + 1.0  # ray (px, -py, 1)·t hits |p - c|² = rad²
-            b = -2 * (px * x0 + py * cy + cz)
-            c = x0**2 + cy**2 + cz**2 - rad**2
-            disc = b * b - 4 * a * c
-            mask = disc >= 0
-            t = (-b - np.sqrt(np.maximum(disc, 0))) / (2 * a)
-            obj_depth = t
-            nx, ny, nz = (px * t - x0) / rad, -(py * t - cy) / rad, (t - cz) / rad
-            shade = np.clip(0.3 + 0.7 * (-0.4 * nx + 0.6 * ny - 0.7 * nz), 0.2, 1.0)
-        else:  # cone (triangle billboard) at depth z
-            hit_x, hit_y = px * z, cam_h - py * z
-            mask = (hit_y >= 0) & (hit_y <= size) & (np.abs(hit_x - x0) <= (size - hit_y) / 2)
-            obj_depth, shade = np.full_like(xs, z), 0.75 + 0.25 * np.sign(hit_x - x0)
-        closer = mask & (obj_depth < depth) & (obj_depth > 0)
-        depth = np.where(closer, obj_depth, depth)
-        image = np.where(closer[..., None], colour * np.asarray(shade)[..., None] if np.ndim(shade) else colour * shade,
-                         image)  # fmt: skip
-    fog = 1.0 - np.exp(-depth / rng.uniform(8.0, 14.0))
-    fog_rgb = rng.uniform(0.6, 0.9, 3)
-    image = image * (1 - fog[..., None]) + fog_rgb * fog[..., None] + rng.normal(0, 0.01, image.shape)
-    return (np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8), depth.astype(np.float32)
-
-
-class DepthScenesDataset(Dataset):
-    """Embedded depth scenes (module docstring): ``len == size``; items as in the module docstring."""
-
-    def __init__(self, split: str = "train", size: int = 8000, resolution: int = 64, seed: int = 0,
-                 augment: bool = False, cache_dir: str | None = None) -> None:  # fmt: skip
-        if split not in SPLITS:
-            raise ValueError(f"split must be one of {list(SPLITS)}, got {split!r}")
-        if resolution < 16:
-            raise ValueError(f"resolution must be >= 16, got {resolution}")
-        self.split, self.size, self.resolution, self.seed = split, int(size), int(resolution), int(seed)
-        self.augment = bool(augment)
-        self._cache = None
-        if cache_dir:
-            from fsq_repro.data.cache import cached_uint8_array
-
-            # depth in centimetres fits uint8 pairs: store it as 2 bytes (little endian) next to the RGB bytes
-            def fill(i: int) -> np.ndarray:
-                image, depth = render_depth_scene(self.seed, self.split, i, self.resolution)
-                cm = np.round(depth * 1000).astype("<u2").view(np.uint8).reshape(*depth.shape, 2)
-                return np.concatenate([image, cm], axis=-1)
-
-            shape = (self.size, self.resolution, self.resolution, 5)
-            self._cache = cached_uint8_array(cache_dir, self.fingerprint(), shape=shape, fill=fill)
-
-    def __len__(self) -> int:
-        return self.size
-
-    def fingerprint(self) -> str:
-        return f"depthscenes-v1-{self.split}-n{self.size}-r{self.resolution}-s{self.seed}"
-
-    def scene(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        if self._cache is not None:
-            packed = np.asarray(self._cache[index])
-            depth = np.ascontiguousarray(packed[..., 3:]).view("<u2")[..., 0].astype(np.float32) / 1000
-            return packed[..., :3], depth
-        return render_depth_scene(self.seed, self.split, index, self.resolution)
-
-    def __getitem__(self, index: int) -> dict:
-        if not 0 <= index < self.size:
-            raise IndexError(index)
-        image, depth = self.scene(index)
-        image_t = torch.from_numpy(np.array(image)).permute(2, 0, 1).float() / 127.5 - 1.0
-        depth_t = torch.from_numpy(np.array(depth))[None]
-        return make_item(image_t, depth_t, index, self.resolution, self.augment)
+    return {"image": image.contiguous(), "depth": depth.contiguous(), "depth_gt": depth_gt, "label": 0, "index": index}
