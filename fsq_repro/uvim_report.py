@@ -1,10 +1,10 @@
-"""FSQ paper Table 2 (NYU depth rows) and a Fig. 6-style grid from UViM runs (``uvim_eval.json`` +
-``uvim_predictions.npz`` in each run dir, written by the ``uvim_eval`` stage).
+"""FSQ paper Table 2 and Fig. 6-style grids from UViM runs (``uvim_eval.json`` + ``uvim_predictions.npz`` in each
+run dir, written by the ``uvim_eval`` stage), for every task present: NYU depth (RMSE), COCO panoptic (PQ).
 
-Runs are grouped by bottleneck — FSQ, VQ (with codebook splitting), VQ without splitting — and seeds are
-aggregated as mean ± sample std (Table 2: mean ± std over 3 Stage II runs). The paper's numbers sit next to ours;
-on the embedded CPU scenes they are a reference for the *pattern* (FSQ ≈ VQ with splitting; VQ without splitting
-uses far fewer codes), not for the values.
+Runs are grouped by task and bottleneck — FSQ, VQ (with codebook splitting), VQ without splitting, each "without
+context" when the Stage I autoencoder saw no image — and seeds are aggregated as mean ± sample std (Table 2: mean ±
+std over 3 Stage II runs). The paper's numbers sit next to ours; on the embedded CPU data they are a reference for
+the *pattern* (FSQ ≈ VQ with splitting; VQ without splitting uses far fewer codes; context helps), not the values.
 """
 
 from __future__ import annotations
@@ -16,20 +16,32 @@ from pathlib import Path
 import numpy as np
 import torch
 
-# FSQ paper Table 2 (NYU depth): RMSE mean ± std and codebook usage
+# FSQ paper Table 2: (metric mean, std or None, codebook usage) per task and bottleneck
 PAPER = {
-    "VQ": {"rmse": 0.468, "rmse_std": 0.012, "usage": 0.99},
-    "FSQ": {"rmse": 0.473, "rmse_std": 0.012, "usage": 0.99},
-    "VQ without splitting": {"rmse": 0.490, "rmse_std": 0.0037, "usage": 0.0078},
+    "depth": {
+        "FSQ": (0.473, 0.012, 0.99),
+        "VQ": (0.468, 0.012, 0.99),
+        "VQ without splitting": (0.490, 0.0037, 0.0078),
+    },
+    "panoptic": {  # PQ in points; the no-context rows: FSQ usage 99 % as printed, VQ's not given
+        "FSQ": (43.2, None, 1.0),
+        "VQ": (43.4, None, 1.0),
+        "FSQ without context": (40.2, None, 0.99),
+        "VQ without context": (39.0, None, None),
+    },
 }
-ORDER = ("FSQ", "VQ", "VQ without splitting")
+METRICS = {"depth": ("rmse", "RMSE ↓", 1.0), "panoptic": ("pq", "PQ ↑", 100.0)}  # key, column, display scale
+ORDER = ("FSQ", "VQ", "VQ without splitting", "FSQ without context", "VQ without context")
 
 
-def variant(quantizer: dict) -> str:
-    """``FSQ`` / ``VQ`` / ``VQ without splitting`` from a quantizer config (``Quantizer.config()``)."""
+def variant(quantizer: dict, context: bool = True) -> str:
+    """``FSQ`` / ``VQ`` / ``VQ without splitting`` from a quantizer config (``Quantizer.config()``), plus
+    `` without context`` for an autoencoder that saw no image."""
     if quantizer.get("name") == "fsq" or "levels" in quantizer:
-        return "FSQ"
-    return "VQ" if quantizer.get("split_dead_codes") else "VQ without splitting"
+        name = "FSQ"
+    else:
+        name = "VQ" if quantizer.get("split_dead_codes") else "VQ without splitting"
+    return name if context else f"{name} without context"
 
 
 def find_uvim_runs(roots: list[str | Path]) -> list[Path]:
@@ -40,26 +52,30 @@ def find_uvim_runs(roots: list[str | Path]) -> list[Path]:
 
 
 def collect_uvim(roots: list[str | Path]) -> list[dict]:
-    """One row per bottleneck: RMSE/AbsRel/δ1 mean ± std over seeds, oracle RMSE, usage, run dirs."""
-    groups: dict[str, list[tuple[Path, dict]]] = {}
+    """One row per (task, bottleneck): the task's metric mean ± std over seeds, the oracle's, usage, run dirs."""
+    groups: dict[tuple[str, str], list[tuple[Path, dict]]] = {}
     for run in find_uvim_runs(roots):
         res = json.loads((run / "uvim_eval.json").read_text())
-        groups.setdefault(variant(res["quantizer"]), []).append((run, res))
+        task = res["task"]["name"]
+        groups.setdefault((task, variant(res["quantizer"], res.get("context", True))), []).append((run, res))
     rows = []
-    for name in [n for n in ORDER if n in groups]:
-        runs = groups[name]
+    for task, name in sorted(groups, key=lambda g: (list(METRICS).index(g[0]), ORDER.index(g[1]))):
+        runs = groups[(task, name)]
+        key, _, scale = METRICS[task]
 
-        def stat(key: str, part: str = "uvim", runs=runs) -> tuple[float, float]:
-            values = np.array([r[part][key] if part else r[key] for _, r in runs], dtype=float)
+        def stat(key: str, part: str = "uvim", runs=runs, scale: float = 1.0) -> tuple[float, float]:
+            values = scale * np.array([r[part][key] if part else r[key] for _, r in runs], dtype=float)
             return float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else float("nan")
 
-        rmse, rmse_std = stat("rmse")
+        mean, std = stat(key, scale=scale)
+        paper = PAPER[task].get(name, (None, None, None))
         rows.append({
-            "bottleneck": name, "codebook_size": runs[0][1]["codebook_size"], "seeds": len(runs),
-            "rmse": rmse, "rmse_std": rmse_std, "abs_rel": stat("abs_rel")[0], "delta1": stat("delta1")[0],
-            "oracle_rmse": stat("rmse", "oracle")[0], "usage": stat("usage", "")[0],
-            "paper_rmse": PAPER[name]["rmse"], "paper_rmse_std": PAPER[name]["rmse_std"],
-            "paper_usage": PAPER[name]["usage"], "runs": [str(run) for run, _ in runs],
+            "task": task, "bottleneck": name, "codebook_size": runs[0][1]["codebook_size"], "seeds": len(runs),
+            "metric": key, key: mean, f"{key}_std": std, f"oracle_{key}": stat(key, "oracle", scale=scale)[0],
+            "usage": stat("usage", "")[0], f"paper_{key}": paper[0], f"paper_{key}_std": paper[1],
+            "paper_usage": paper[2], "runs": [str(run) for run, _ in runs],
+            "all": {part: {k: stat(k, part)[0] for k in runs[0][1][part] if isinstance(runs[0][1][part][k], float)}
+                    for part in ("uvim", "oracle")},
         })  # fmt: skip
     return rows
 
@@ -70,37 +86,41 @@ def _pm(mean: float, std: float, digits: int = 3) -> str:
 
 def table2_markdown(rows: list[dict]) -> str:
     lines = [
-        "| bottleneck | codebook | seeds | RMSE ↓ | AbsRel ↓ | δ1 ↑ | oracle RMSE | usage | paper RMSE | paper usage |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| task | bottleneck | codebook | seeds | metric | oracle | usage | paper | paper usage |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
+        key, column, _ = METRICS[r["task"]]
+        paper = "–" if r[f"paper_{key}"] is None else _pm(r[f"paper_{key}"], r[f"paper_{key}_std"] or float("nan"))
+        paper_usage = "–" if r["paper_usage"] is None else f"{100 * r['paper_usage']:.2f} %"
         lines.append(
-            f"| {r['bottleneck']} | {r['codebook_size']} | {r['seeds']} | {_pm(r['rmse'], r['rmse_std'])} | "
-            f"{r['abs_rel']:.3f} | {r['delta1']:.3f} | {r['oracle_rmse']:.3f} | {100 * r['usage']:.1f} % | "
-            f"{_pm(r['paper_rmse'], r['paper_rmse_std'])} | {100 * r['paper_usage']:.2f} % |"
+            f"| {r['task']} | {r['bottleneck']} | {r['codebook_size']} | {r['seeds']} | {column} "
+            f"{_pm(r[key], r[f'{key}_std'])} | {r[f'oracle_{key}']:.3f} | {100 * r['usage']:.1f} % | {paper} | "
+            f"{paper_usage} |"
         )
     return "\n".join(lines)
 
 
-def fig6_grid(rows: list[dict], path: Path, num: int = 6) -> Path | None:
+def task_grid_file(rows: list[dict], task: str, path: Path, num: int = 6) -> Path | None:
     """Columns = examples; rows = image, ground truth, then one prediction row per bottleneck (first seed)."""
-    from fsq_repro.lit.uvim_module import depth_grid
+    from fsq_repro.lit.uvim_module import task_grid
+    from fsq_repro.losses.uvim_tasks import build_task
     from fsq_repro.viz import save_image_grid
 
-    preds, image, truth, max_depth = [], None, None, 10.0
-    for r in rows:
+    preds, image, truth, task_obj = [], None, None, None
+    for r in (r for r in rows if r["task"] == task):
         run = Path(r["runs"][0])
         path_npz = run / "uvim_predictions.npz"
         if not path_npz.is_file():
             continue
         data = np.load(path_npz)
-        max_depth = json.loads((run / "uvim_eval.json").read_text())["task"].get("max_depth", max_depth)
         if image is None:
+            task_obj = build_task(json.loads((run / "uvim_eval.json").read_text())["task"])
             image, truth = torch.from_numpy(data["image"][:num]), torch.from_numpy(data["truth"][:num])
         preds.append(torch.from_numpy(data["uvim"][:num]))
     if image is None:
         return None
-    grid = depth_grid(image, [truth, *preds], max_depth)
+    grid = task_grid(task_obj, image, [truth, *preds])
     return save_image_grid(grid, path, nrow=len(image), upscale=2 if grid.shape[-1] < 128 else 1)
 
 
@@ -109,18 +129,22 @@ def write_uvim_report(roots: list[str | Path], out_dir: str | Path) -> dict:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rows = collect_uvim(roots)
-    grid = fig6_grid(rows, out / "uvim_fig6.png")
-    names = ", ".join(r["bottleneck"] for r in rows)
     text = [
-        "# UViM depth: FSQ vs VQ (FSQ paper Table 2, NYU rows; Fig. 6)",
+        "# UViM: FSQ vs VQ (FSQ paper Table 2; Fig. 6 / App. A.2 grids)",
         "",
         table2_markdown(rows),
         "",
-        "RMSE in metres, mean ± std over seeds; usage = fraction of the codebook hit by the validation set's guiding "
-        "codes; oracle = the Stage I decoder given the true codes (an upper bound for Stage II).",
-        "",
-        *([f"![Fig. 6-style grid: image, ground truth, then {names} (near = bright)](uvim_fig6.png)"] if grid else []),
+        "Depth: RMSE in metres; panoptic: PQ in points (0–100); mean ± std over seeds. Usage = fraction of the "
+        "codebook hit by the validation set's guiding codes; oracle = the Stage I decoder given the true codes (a "
+        "bound for Stage II).",
     ]
+    grids = {}
+    for task in dict.fromkeys(r["task"] for r in rows):
+        name = "uvim_fig6.png" if task == "depth" else f"uvim_{task}_grid.png"
+        grids[task] = task_grid_file(rows, task, out / name)
+        if grids[task]:
+            names = ", ".join(r["bottleneck"] for r in rows if r["task"] == task)
+            text += ["", f"![{task}: image, ground truth, then {names}]({name})"]
     (out / "uvim_report.md").write_text("\n".join(text) + "\n")
     (out / "uvim_table2.json").write_text(json.dumps(rows, indent=2) + "\n")
-    return {"report": out / "uvim_report.md", "rows": rows, "grid": grid}
+    return {"report": out / "uvim_report.md", "rows": rows, "grids": grids}

@@ -8,8 +8,8 @@
   official trainer re-encodes the labels of every randomly cropped batch; here Stage II sees flips, not crops.
 - ``uvim_stage2``: train the language model (``model.stage2.lm``) on (image, code) pairs; export ``uvim_lm.pt``.
 - ``uvim_eval``: for every val image, decode the code autoregressively (greedy: the official temperature 1e-7),
-  decode the depth with Stage I and the image as context, and score it against the native-resolution ground truth
-  (``metrics/depth.py``); also the *oracle* (Stage I from the true code) and the codebook usage of the val codes.
+  decode the task's output with Stage I and the image as context, and score it against the native-resolution ground
+  truth (``task.metric``: depth metrics / PQ); also the *oracle* (Stage I from the true code) and the codebook usage.
   Writes ``uvim_eval.json``, ``uvim_predictions.npz`` (a few maps for Fig. 6-style grids) and ``uvim_eval.png``.
 """
 
@@ -36,7 +36,7 @@ from fsq_repro.lit.datamodules import ImageDataModule
 from fsq_repro.lit.global_batch import configure_global_batch
 from fsq_repro.lit.stage2 import _wait_for
 from fsq_repro.lit.stages import build_trainer, count_parameters, fit_and_validate, plain, run_dir, write_json
-from fsq_repro.lit.uvim_module import UViMStage1Module, UViMStage2Module, depth_grid
+from fsq_repro.lit.uvim_module import UViMStage1Module, UViMStage2Module, task_grid
 from fsq_repro.losses.uvim_tasks import build_task
 
 
@@ -44,7 +44,7 @@ def task_from_data(cfg: DictConfig):
     """The dense task of ``data=`` (its ``task`` block, e.g. depth bins over [1e-3, 10] m)."""
     if not cfg.data.get("task"):
         raise ConfigError(f"data={cfg.data.get('name')} has no `task` block: UViM needs a dense-prediction dataset "
-                          "(data=depth_scenes or data=nyu_depth)")  # fmt: skip
+                          "(data=depth_scenes, nyu_depth, panoptic_scenes or coco_panoptic)")  # fmt: skip
     return build_task(plain(cfg.data.task))
 
 
@@ -185,29 +185,29 @@ def stage_uvim_stage2(cfg: DictConfig) -> dict:
 
 
 @torch.inference_mode()
-def evaluate_depth(lm, stage1, task, dataset, batch_size: int, device: str, num_keep: int = 8,
-                   progress: bool = True) -> tuple[dict, dict]:  # fmt: skip
-    """Predictions for every item of ``dataset``: ``(results, kept)`` — metrics of the UViM prediction and of the
-    oracle, codebook usage of the true codes; ``kept`` holds the first ``num_keep`` images, truths and predictions."""
+def evaluate(lm, stage1, task, dataset, batch_size: int, device: str, num_keep: int = 8,
+             progress: bool = True) -> tuple[dict, dict]:  # fmt: skip
+    """Predictions for every item of ``dataset``: ``(results, kept)`` — the task's metrics (``task.metric``, against
+    the dataset's native ground truth) of the UViM prediction and of the oracle, codebook usage of the true and the
+    predicted codes; ``kept`` holds the first ``num_keep`` images, truths and predictions."""
     from fsq_repro.generation.autoregressive import decode
-    from fsq_repro.metrics.depth import DepthMetrics
     from fsq_repro.metrics.usage import CodebookUsage
 
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, collate_fn=collate_skip_corrupt)
-    metrics = {name: DepthMetrics(min_depth=task.min_depth, max_depth=task.max_depth).to(device)
-               for name in ("uvim", "oracle")}  # fmt: skip
+    base = dataset.dataset if isinstance(dataset, torch.utils.data.Subset) else dataset  # items carry their index
+    metrics = {name: task.metric(base) for name in ("uvim", "oracle")}
     usage, predicted_usage = (
         CodebookUsage(stage1.codebook_size).to(device),
         CodebookUsage(stage1.codebook_size).to(device),
     )
     kept: dict[str, list] = {"image": [], "truth": [], "uvim": [], "oracle": []}
-    corrupt, start = 0, time.perf_counter()
+    corrupt, count, start = 0, 0, time.perf_counter()
     for batch in _progress(loader, progress):
         corrupt += int(batch["num_corrupt"])
         if batch["image"].numel() == 0:
             continue
         batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
-        image, truth = batch["image"], batch.get("depth_gt", batch["depth"])
+        image = batch["image"]
         true_codes = stage1.encode(task.labels(batch), image).indices
         codes = decode(lm, image)
         usage.update(true_codes)
@@ -215,18 +215,20 @@ def evaluate_depth(lm, stage1, task, dataset, batch_size: int, device: str, num_
         preds = {"uvim": task.predict(stage1.decode_indices(codes, image)),
                  "oracle": task.predict(stage1.decode_indices(true_codes, image))}  # fmt: skip
         for name, pred in preds.items():
-            metrics[name].update(pred, truth)
+            metrics[name].update(pred, batch)
+        count += image.shape[0]
         room = num_keep - sum(len(x) for x in kept["image"])
         if room > 0:
             kept["image"].append(image[:room].float().cpu())
-            kept["truth"].append(batch["depth"][:room, 0].float().cpu())
+            kept["truth"].append(task.truth(batch)[:room].cpu())
             for name, pred in preds.items():
-                kept[name].append(pred[:room].float().cpu())
-    results = {name: {k: float(v) for k, v in m.compute().items()} for name, m in metrics.items()}
+                kept[name].append(pred[:room].cpu())
+    results = {name: m.compute() for name, m in metrics.items()}
     results["usage"] = float(usage.compute()["usage"])
     results["predicted_usage"] = float(predicted_usage.compute()["usage"])
     results["corrupt_skipped"] = corrupt
-    results["seconds_per_image"] = (time.perf_counter() - start) / max(1, int(results["uvim"]["num_images"]))
+    results["num_images"] = count
+    results["seconds_per_image"] = (time.perf_counter() - start) / max(1, count)
     return results, {k: torch.cat(v) for k, v in kept.items() if v}
 
 
@@ -255,19 +257,22 @@ def stage_uvim_eval(cfg: DictConfig) -> dict:
     limit = cfg.get("eval_num_images")
     if limit:
         val = torch.utils.data.Subset(val, range(min(int(limit), len(val))))
-    results, kept = evaluate_depth(lm, stage1, task, val, int(cfg.data.get("val_batch_size") or cfg.data.batch_size),
+    results, kept = evaluate(lm, stage1, task, val, int(cfg.data.get("val_batch_size") or cfg.data.batch_size),
                                    device)  # fmt: skip
+    context = stage1.ctx_enc is not None or stage1.ctx_dec is not None
     results.update(task=task.config(), quantizer=stage1.quantizer.config(), codebook_size=stage1.codebook_size,
+                   context=context,
                    seed=int(cfg.seed), experiment=str(cfg.experiment_name), data=cfg.data.get("name"))  # fmt: skip
     out = run_dir(cfg)
     np.savez_compressed(out / "uvim_predictions.npz", **{k: v.numpy() for k, v in kept.items()})
     from fsq_repro.viz import save_image_grid
 
-    grid = depth_grid(kept["image"], [kept["truth"], kept["oracle"], kept["uvim"]], task.max_depth)
+    grid = task_grid(task, kept["image"], [kept["truth"], kept["oracle"], kept["uvim"]])
     save_image_grid(grid, out / "uvim_eval.png", nrow=len(kept["image"]), upscale=2 if grid.shape[-1] < 128 else 1)
     write_json(out / "uvim_eval.json", results)
+    key = task.headline[0]
     print(
-        f"  RMSE {results['uvim']['rmse']:.4f} (oracle {results['oracle']['rmse']:.4f}), codebook usage "
-        f"{100 * results['usage']:.1f} %, {results['uvim']['num_images']:.0f} images; wrote {out / 'uvim_eval.json'}"
+        f"  {key.upper()} {results['uvim'][key]:.4f} (oracle {results['oracle'][key]:.4f}), codebook usage "
+        f"{100 * results['usage']:.1f} %, {results['num_images']} images; wrote {out / 'uvim_eval.json'}"
     )
     return results

@@ -1,10 +1,12 @@
 """Lightning modules for UViM's two stages (FSQ paper §4.4; big_vision ``trainers/proj/uvim/{vqvae,train}.py``).
 
 ``UViMStage1Module`` trains the guiding-code autoencoder (``nets/uvim_vqvae.py``) on the task's labels with the
-image as context: loss = the task loss (``losses/uvim_depth.py``) + the quantizer's auxiliary loss (zero for FSQ;
+image as context: loss = the task loss (``losses/uvim_tasks.py``) + the quantizer's auxiliary loss (zero for FSQ;
 UViM's VQ has commitment weight 0 and learns its dictionary by EMA, so zero there too). Validation logs the loss,
-codebook usage of the guiding codes (``CodebookUsage``) and the *oracle* depth metrics: the Stage I decoder's
-reconstruction from the true codes, measured like the final predictions (``metrics/depth.py``).
+codebook usage of the guiding codes (``CodebookUsage``) and the *oracle* task metrics: the Stage I decoder's
+reconstruction from the true codes, measured like the final predictions (``task.metric``; for panoptic against the
+batch's own labels at model resolution, without crowd regions, on each rank's share — a proxy; ``uvim_eval`` scores
+the native ground truth).
 
 ``UViMStage2Module`` trains the encoder-decoder language model (``nets/uvim_lm.py``) to predict the guiding code of
 an image with teacher forcing (token cross-entropy); validation logs loss and token accuracy, and — when a Stage I
@@ -24,7 +26,6 @@ import torch
 import torch.nn.functional as F
 
 from fsq_repro.lit.maskgit_module import warmup_cosine
-from fsq_repro.metrics.depth import DepthMetrics
 from fsq_repro.metrics.usage import CodebookUsage
 
 
@@ -46,14 +47,15 @@ def decay_groups(named_params, lr: float, weight_decay: float) -> list[dict]:
     return [{"params": decay, "lr": lr, "weight_decay": weight_decay}, {"params": rest, "lr": lr, "weight_decay": 0.0}]
 
 
-def depth_grid(image: torch.Tensor, depth_rows: list[torch.Tensor], max_depth: float) -> torch.Tensor:
-    """Rows of ``n`` images: the RGB inputs, then each ``(n, H, W)`` depth map as a grey ramp (near = bright)."""
+def task_grid(task, image: torch.Tensor, rows: list[torch.Tensor]) -> torch.Tensor:
+    """Rows of ``n`` images: the RGB inputs, then each prediction-shaped map as the task draws it (``task.render``:
+    depth as a grey ramp, panoptic segments as colours), nearest-resized to the image size."""
     size = image.shape[-2:]
-    rows = [image.float().cpu()]
-    for d in depth_rows:
-        d = F.interpolate(d[:, None].float().cpu(), size=size, mode="nearest")
-        rows.append((1 - 2 * (d / max_depth).clamp(0, 1)).expand(-1, 3, -1, -1))
-    return torch.cat(rows)
+    out = [image.float().cpu()]
+    for row in rows:
+        picture = task.render(row.cpu())
+        out.append(F.interpolate(picture.float(), size=size, mode="nearest"))
+    return torch.cat(out)
 
 
 class NonFiniteGuard:
@@ -94,7 +96,7 @@ class UViMStage1Module(pl.LightningModule):
         self.num_grid_images = num_grid_images
         self.guard = NonFiniteGuard(self, max_nonfinite_skips)
         self.usage = CodebookUsage(model.codebook_size)
-        self.oracle = DepthMetrics(min_depth=task.min_depth, max_depth=task.max_depth)
+        self.oracle = task.metric(None)  # Stage I reconstruction scored like the final predictions
         self.last_val_grid: torch.Tensor | None = None
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
@@ -129,15 +131,17 @@ class UViMStage1Module(pl.LightningModule):
         self.log("val/loss", loss, sync_dist=True, prog_bar=True, batch_size=image.shape[0])
         self.usage.update(q.indices)
         pred = self.task.predict(logits)
-        self.oracle.update(pred, batch.get("depth_gt", batch["depth"]))
+        self.oracle.update(pred, batch)
         if batch_idx == 0 and self.trainer.is_global_zero:
             n = self.num_grid_images
-            self.last_val_grid = depth_grid(image[:n], [batch["depth"][:n, 0], pred[:n]], self.task.max_depth)
+            self.last_val_grid = task_grid(self.task, image[:n], [self.task.truth(batch)[:n], pred[:n]])
 
     def on_validation_epoch_end(self) -> None:
         usage = self.usage.compute()
         self.log_dict({"val/usage": usage["usage"], "val/perplexity": usage["perplexity"]})
-        self.log_dict({f"val/oracle_{k}": v for k, v in self.oracle.compute().items() if not k.startswith("num_")})
+        oracle = self.oracle.compute()
+        counts = [k for k in oracle if k == "n" or k.startswith(("num_", "n_"))]
+        self.log_dict({f"val/oracle_{k}": float(v) for k, v in oracle.items() if k not in counts})
         self.usage.reset()
         self.oracle.reset()
 
@@ -215,4 +219,4 @@ class UViMStage2Module(pl.LightningModule):
             self.stage1.to(self.device)
             pred = self.task.predict(self.stage1.decode_indices(decode(self.model, image), image))
             truth = self.task.predict(self.stage1.decode_indices(batch["tokens"][:n], image))
-            self.last_val_grid = depth_grid(image, [batch["depth"][:n, 0], truth, pred], self.task.max_depth)
+            self.last_val_grid = task_grid(self.task, image, [self.task.truth(batch)[:n], truth, pred])

@@ -18,12 +18,14 @@ import torch
 import torch.nn.functional as F
 
 from fsq_repro.data.depth import bins_to_depth, depth_to_bins
+from fsq_repro.metrics.depth import DepthMetrics
 
 
 class DepthTask:
     """The depth task's label coding (module docstring). Pure functions of its three numbers."""
 
     name = "depth"
+    headline = ("rmse", True)  # the metric Table 2 reports, lower-is-better
 
     def __init__(self, num_bins: int = 256, min_depth: float = 1e-3, max_depth: float = 10.0) -> None:
         if num_bins < 2 or not 0 < min_depth < max_depth:
@@ -55,3 +57,32 @@ class DepthTask:
     def predict(self, logits: dict[str, torch.Tensor]) -> torch.Tensor:
         """``(B, bins, H, W)`` logits → ``(B, H, W)`` metres (bin centres)."""
         return bins_to_depth(logits["depth"].argmax(dim=1), self.num_bins, self.min_depth, self.max_depth)
+
+    def truth(self, batch: dict) -> torch.Tensor:
+        """The batch's depth ``(B, H, W)`` metres (for grids)."""
+        depth = batch["depth"]
+        return depth[:, 0] if depth.dim() == 4 else depth
+
+    def metric(self, dataset=None) -> DepthMetric:
+        return DepthMetric(self.min_depth, self.max_depth)
+
+    def render(self, depth: torch.Tensor) -> torch.Tensor:
+        """``(B, H, W)`` metres → ``(B, 3, H, W)`` grey ramp in [−1, 1] (near = bright)."""
+        return (1 - 2 * (depth.float().cpu() / self.max_depth).clamp(0, 1))[:, None].expand(-1, 3, -1, -1)
+
+
+class DepthMetric:
+    """``metrics/depth.py: DepthMetrics`` against ``batch["depth_gt"]`` (native resolution) or ``batch["depth"]``."""
+
+    def __init__(self, min_depth: float, max_depth: float) -> None:
+        self.metrics = DepthMetrics(min_depth=min_depth, max_depth=max_depth)
+
+    def update(self, pred: torch.Tensor, batch: dict) -> None:
+        truth = batch.get("depth_gt", batch["depth"])
+        self.metrics.to(pred.device).update(pred, truth.to(pred.device))
+
+    def compute(self) -> dict[str, float]:
+        return {k: float(v) for k, v in self.metrics.compute().items()}
+
+    def reset(self) -> None:
+        self.metrics.reset()

@@ -38,7 +38,8 @@ from fsq_repro.quantizers import Quantizer, QuantizerOutput, build_quantizer
 
 
 class PatchLabelEmbedding(nn.Module):
-    """``(B, H, W)`` class map → ``(B, N, D)``: ``Σ_pixels W[class·p² + pixel]`` + bias (one-hot ``DenseGeneral``)."""
+    """``(B, H, W)`` class map → ``(B, N, D)``: ``Σ_pixels W[class·p² + pixel]`` + bias (one-hot ``DenseGeneral``).
+    A class outside ``[0, C)`` (e.g. a 101st instance) has an all-zero one-hot (``jax.nn.one_hot``): it adds nothing."""
 
     def __init__(self, num_classes: int, patch_size: int, width: int) -> None:
         super().__init__()
@@ -51,8 +52,11 @@ class PatchLabelEmbedding(nn.Module):
         b, h, w = labels.shape
         p = self.patch_size
         patches = labels.view(b, h // p, p, w // p, p).permute(0, 1, 3, 2, 4).reshape(b, -1, p * p)
+        valid = (patches >= 0) & (patches < self.num_classes)  # out of range: an all-zero one-hot adds nothing
         index = patches.clamp(0, self.num_classes - 1) * p * p + torch.arange(p * p, device=labels.device)
-        return self.table(index.reshape(-1, p * p)).view(b, -1, self.bias.shape[0]) + self.bias
+        weights = None if bool(valid.all()) else valid.reshape(-1, p * p).to(self.table.weight.dtype)
+        out = self.table(index.reshape(-1, p * p), per_sample_weights=weights)
+        return out.view(b, -1, self.bias.shape[0]) + self.bias
 
 
 def tokens_to_pixels(logits: torch.Tensor, num_classes: int, grid: int, patch_size: int) -> torch.Tensor:

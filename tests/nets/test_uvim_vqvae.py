@@ -37,6 +37,20 @@ def test_label_embedding_is_the_official_one_hot_dense_layer() -> None:
     assert np.allclose(emb(labels).detach().numpy(), expected, atol=1e-6)
 
 
+def test_out_of_range_labels_embed_as_an_all_zero_one_hot() -> None:
+    """jax.nn.one_hot(-1 or ≥ C) is all zeros, so a 101st instance id (or −1) adds no kernel row: the numpy one-hot
+    oracle with such ids dropped. Clamping them (the old code) gives class C − 1's row instead."""
+    torch.manual_seed(1)
+    emb = PatchLabelEmbedding(num_classes=4, patch_size=2, width=3)
+    labels = torch.randint(0, 4, (1, 2, 4))
+    labels[0, 0, 0], labels[0, 1, 3] = 7, -1
+    kernel = emb.table.weight.detach().view(4, 4, 3).numpy()
+    patches = labels.numpy().reshape(1, 1, 2, 2, 2).transpose(0, 1, 3, 2, 4).reshape(1, 2, 4)
+    onehot = np.concatenate([np.eye(4), np.zeros((4, 4))])[np.where(patches < 0, 4, patches).clip(max=4)]
+    expected = np.einsum("bnjc,cjd->bnd", onehot, kernel) + emb.bias.detach().numpy()
+    assert np.allclose(emb(labels).detach().numpy(), expected, atol=1e-6)
+
+
 def test_head_layout_matches_the_official_rearrange() -> None:
     b, g, c, p = 2, 3, 4, 2
     logits = torch.randn(b, g * g, c * p * p)

@@ -1,0 +1,131 @@
+"""UViM's panoptic task: what the guiding-code autoencoder reads, its loss, and how logits become a panoptic
+segmentation (FSQ paper §4.4, Table 2 COCO panoptic; big_vision ``trainers/proj/uvim/panoptic_task.py`` at 21bd6eb).
+
+- labels: two class maps (``data/panoptic.py``), ``semantics`` with ``num_semantic`` = 133 + 1 classes (0 = VOID)
+  and ``instances`` with ``num_instances`` = 100 ids; ids outside ``[0, C)`` have an all-zero one-hot in the official
+  code, so they add nothing to the label embedding (``nets/uvim_vqvae.py``) and nothing to the loss;
+- loss: per pixel, softmax cross-entropy of each map, summed over the two maps, averaged over all pixels (official
+  ``softmax_xent(reduction=False)`` per key, then ``jnp.mean`` of the sum);
+- prediction (official ``panoptic_predictions_from_logits``): ``ins = argmax`` of the instance logits; each instance
+  ``n`` takes the class ``argmax_k Σ_{pixels of n} semantic_logit_k`` (logits summed, not probabilities), so every
+  instance is one class; instances covering ``≤ min_fraction`` of the image become 0 in both channels (official
+  default 0). Output ``(B, 2, H, W)`` int64 = ``[semantics, instances]``.
+
+PQ (``metrics/panoptic.py``): each distinct ``(semantic, instance)`` pair with semantic ≠ 0 is a segment
+(panopticapi's two-channel converter); the prediction is resized nearest to the ground truth's native size first
+(official evaluator).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from fsq_repro.metrics.panoptic import PanopticQuality, two_channel_segments
+
+KEYS = ("semantics", "instances")
+
+
+def panoptic_from_logits(semantics: torch.Tensor, instances: torch.Tensor, min_fraction: float = 0.0) -> torch.Tensor:
+    """``semantics (B, K, H, W)``, ``instances (B, N, H, W)`` logits → ``(B, 2, H, W)`` int64 (module docstring)."""
+    b, k, h, w = semantics.shape
+    n = instances.shape[1]
+    ins = instances.argmax(1)  # (B, H, W)
+    flat = ins.view(b, h * w)
+    sums = torch.zeros(b, n, k, dtype=torch.float32, device=semantics.device)
+    sums.scatter_add_(1, flat[..., None].expand(-1, -1, k), semantics.float().view(b, k, h * w).transpose(1, 2))
+    label = sums.argmax(-1)  # (B, N): an instance with no pixel gets class 0, never used
+    sem = torch.gather(label, 1, flat).view(b, h, w)
+    area = torch.zeros(b, n, device=semantics.device).scatter_add_(1, flat, torch.ones_like(flat, dtype=torch.float))
+    big = torch.gather(area / (h * w) > min_fraction, 1, flat).view(b, h, w)
+    return torch.stack([sem, ins], dim=1) * big[:, None]
+
+
+class PanopticTask:
+    """The panoptic task's label coding (module docstring)."""
+
+    name = "panoptic"
+    headline = ("pq", False)  # the metric Table 2 reports, lower-is-better
+
+    def __init__(self, num_semantic: int = 134, num_instances: int = 100, min_fraction: float = 0.0) -> None:
+        if num_semantic < 2 or num_instances < 2 or not 0 <= min_fraction < 1:
+            raise ValueError(f"panoptic task needs num_semantic, num_instances >= 2 and 0 <= min_fraction < 1, got "
+                             f"{num_semantic}, {num_instances}, {min_fraction}")  # fmt: skip
+        self.num_semantic, self.num_instances, self.min_fraction = int(num_semantic), int(num_instances), min_fraction
+
+    @property
+    def label_classes(self) -> dict[str, int]:
+        return {"semantics": self.num_semantic, "instances": self.num_instances}
+
+    def config(self) -> dict:
+        return {"name": self.name, "num_semantic": self.num_semantic, "num_instances": self.num_instances,
+                "min_fraction": float(self.min_fraction)}  # fmt: skip
+
+    def labels(self, batch: dict) -> dict[str, torch.Tensor]:
+        """``batch["semantics"]``, ``batch["instances"]`` ``(B, H, W)`` → the two class maps (int64)."""
+        return {key: batch[key].long() for key in KEYS}
+
+    def loss(self, logits: dict[str, torch.Tensor], labels: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
+        """Σ over the two maps of the per-pixel CE, mean over pixels; out-of-range ids contribute 0 (float32)."""
+        total, logs = 0.0, {}
+        for key in KEYS:
+            target = labels[key]
+            valid = (target >= 0) & (target < logits[key].shape[1])
+            ce = F.cross_entropy(logits[key].float(), torch.where(valid, target, 0), reduction="none") * valid
+            logs[f"loss_{key}"] = ce.mean().detach()
+            total = total + ce.mean()
+        return total, logs
+
+    def predict(self, logits: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Logits → ``(B, 2, H, W)`` ``[semantics, instances]`` (official post-processing)."""
+        return panoptic_from_logits(logits["semantics"], logits["instances"], self.min_fraction)
+
+    def truth(self, batch: dict) -> torch.Tensor:
+        """The batch's labels as a prediction-shaped ``(B, 2, H, W)`` map (for grids)."""
+        return torch.stack([batch["semantics"], batch["instances"]], dim=1).long()
+
+    def metric(self, dataset=None) -> PanopticMetric:
+        return PanopticMetric(dataset, self.num_semantic)
+
+    @staticmethod
+    def render(pred: torch.Tensor) -> torch.Tensor:
+        """``(B, 2, H, W)`` → ``(B, 3, H, W)`` in [−1, 1]: a colour per (class, instance), VOID black; the class sets
+        the hue family, the instance the shade, so instances of one class look alike but distinct."""
+        sem, ins = pred[:, 0].long().cpu(), pred[:, 1].long().cpu()
+        g = torch.Generator().manual_seed(0)
+        hue = torch.rand(int(sem.max()) + 1, 3, generator=g)
+        shade = 0.55 + 0.45 * torch.rand(int(ins.max()) + 1, generator=g)
+        rgb = hue[sem] * shade[ins][..., None]
+        rgb[sem == 0] = 0.0
+        return (rgb * 2 - 1).permute(0, 3, 1, 2)
+
+
+class PanopticMetric:
+    """PQ of predictions against the dataset's native ground truth (``dataset.panoptic_target(index)`` and
+    ``dataset.isthing``) — or, without a dataset, against the batch's own labels with no crowd region (the Stage I
+    validation proxy)."""
+
+    def __init__(self, dataset, num_semantic: int) -> None:
+        self.dataset = dataset
+        isthing = getattr(dataset, "isthing", None) or {k: True for k in range(1, num_semantic)}
+        self.pq = PanopticQuality(isthing)
+
+    def update(self, pred: torch.Tensor, batch: dict) -> None:
+        pred = pred.cpu()
+        for i in range(pred.shape[0]):
+            if self.dataset is not None:
+                gt_ids, gt_segments = self.dataset.panoptic_target(int(batch["index"][i]))
+            else:
+                gt_ids, segs = two_channel_segments(batch["semantics"][i].cpu(), batch["instances"][i].cpu())
+                gt_segments = {seg_id: (cat, False) for seg_id, cat in segs.items()}
+            p = pred[i]
+            if tuple(p.shape[-2:]) != tuple(gt_ids.shape):
+                p = F.interpolate(p[None].double(), size=tuple(gt_ids.shape), mode="nearest-exact")[0].long()
+            ids, segments = two_channel_segments(p[0], p[1])
+            self.pq.update(ids, segments, gt_ids, gt_segments)
+
+    def compute(self) -> dict[str, float]:
+        return {k: float(v) for k, v in self.pq.compute().items()}
+
+    def reset(self) -> None:
+        self.pq.reset()
