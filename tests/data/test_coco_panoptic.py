@@ -99,7 +99,7 @@ def test_uvim_split_corrupt_files_and_errors(tmp_path: Path) -> None:
     aug = COCOPanopticDataset(str(root), "train", resolution=8, holdout=2, augment=True)
     torch.manual_seed(0)
     assert aug[0]["semantics"].shape == (8, 8)
-    with pytest.raises(ConfigError, match="data.root"):
+    with pytest.raises(ConfigError, match=r"data\.root"):
         COCOPanopticDataset(None, "train")
     (root / "annotations" / "panoptic_val2017.json").unlink()
     with pytest.raises(ConfigError, match=r"missing panoptic_val2017\.json"):
