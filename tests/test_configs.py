@@ -165,3 +165,29 @@ def test_every_experiment_resolves_its_global_batch(experiment: str) -> None:
     else:  # the ImageNet experiments: the paper's global batch
         assert stage1.global_batch_size == 512
         assert stage2.global_batch_size == 256 or "stage2" not in cfg.stages
+
+
+def test_uvim_panoptic_experiments_follow_the_official_configs() -> None:
+    """big_vision configs/proj/uvim/vqvae_coco_panoptic.py + train_coco_panoptic_pretrained.py at 21bd6eb: 134 + 100
+    classes, Stage I lr 4e-4 / wd 4e-5 / 1000 epochs, Stage II 200 epochs; the no-context ablation differs only in
+    the two context flags (FSQ paper Table 2)."""
+    base = {q: _compose([f"experiment=uvim_panoptic_{q}"]) for q in ("fsq", "vq")}
+    for q, cfg in base.items():
+        assert dict(cfg.data.task) == {"name": "panoptic", "num_semantic": 134, "num_instances": 100,
+                                       "min_fraction": 0.0}  # fmt: skip
+        assert cfg.data.resolution == 512 and cfg.data.train.split == "train" and cfg.data.val.split == "val"
+        s1 = cfg.model.stage1
+        assert (s1.optim.lr, s1.optim.weight_decay) == (4e-4, 4e-5) and s1.autoencoder.with_encoder_ctx
+        assert s1.max_steps == math.ceil(1000 * (118_287 - 4096) / 1024)
+        assert cfg.model.stage2.max_steps == math.ceil(200 * (118_287 - 4096) / 512)
+        q_cfg = instantiate(cfg.quantizer)
+        assert (q == "fsq") == isinstance(q_cfg, FSQ) and (q == "vq") == isinstance(q_cfg, VectorQuantizer)
+        noctx = _compose([f"experiment=uvim_panoptic_{q}_noctx"])
+        assert (
+            not noctx.model.stage1.autoencoder.with_encoder_ctx and not noctx.model.stage1.autoencoder.with_decoder_ctx
+        )
+        for key in ("data", "quantizer", "model"):
+            a, b = cfg[key], noctx[key]
+            if key == "model":
+                a, b = dict(a.stage2), dict(b.stage2)
+            assert a == b

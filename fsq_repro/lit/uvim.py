@@ -44,7 +44,8 @@ def task_from_data(cfg: DictConfig):
     """The dense task of ``data=`` (its ``task`` block, e.g. depth bins over [1e-3, 10] m)."""
     if not cfg.data.get("task"):
         raise ConfigError(f"data={cfg.data.get('name')} has no `task` block: UViM needs a dense-prediction dataset "
-                          "(data=depth_scenes, nyu_depth, panoptic_scenes or coco_panoptic)")  # fmt: skip
+                          "(data=depth_scenes, nyu_depth, panoptic_scenes, coco_panoptic, "
+                          "shapes_colorization or imagenet_colorization)")  # fmt: skip
     return build_task(plain(cfg.data.task))
 
 
@@ -76,7 +77,10 @@ def stage_uvim_stage1(cfg: DictConfig) -> dict:
     fingerprint = data_fingerprint(plain(cfg.data))
     dm = instantiate(cfg.data, shuffle_seed=int(cfg.seed))
     model = instantiate(stage_cfg.autoencoder)(
-        quantizer=instantiate(cfg.quantizer), label_classes=task.label_classes, input_size=int(cfg.data.resolution)
+        quantizer=instantiate(cfg.quantizer),
+        label_classes=task.label_classes,
+        input_size=int(cfg.data.resolution),
+        label_channels=getattr(task, "label_channels", None),
     )
     module = UViMStage1Module(model, task, **plain(stage_cfg.optim), total_steps=_max_steps(cfg, stage_cfg),
                               max_nonfinite_skips=stage_cfg.get("max_nonfinite_skips", 0))  # fmt: skip
@@ -224,6 +228,8 @@ def evaluate(lm, stage1, task, dataset, batch_size: int, device: str, num_keep: 
             for name, pred in preds.items():
                 kept[name].append(pred[:room].cpu())
     results = {name: m.compute() for name, m in metrics.items()}
+    if getattr(metrics["uvim"], "feature_space", None):
+        results["feature_space"] = metrics["uvim"].feature_space  # colorization: "FID" only with Inception
     results["usage"] = float(usage.compute()["usage"])
     results["predicted_usage"] = float(predicted_usage.compute()["usage"])
     results["corrupt_skipped"] = corrupt

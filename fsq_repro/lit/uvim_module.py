@@ -4,9 +4,8 @@
 image as context: loss = the task loss (``losses/uvim_tasks.py``) + the quantizer's auxiliary loss (zero for FSQ;
 UViM's VQ has commitment weight 0 and learns its dictionary by EMA, so zero there too). Validation logs the loss,
 codebook usage of the guiding codes (``CodebookUsage``) and the *oracle* task metrics: the Stage I decoder's
-reconstruction from the true codes, measured like the final predictions (``task.metric``; for panoptic against the
-batch's own labels at model resolution, without crowd regions, on each rank's share — a proxy; ``uvim_eval`` scores
-the native ground truth).
+reconstruction from the true codes, measured like the final predictions (``task.metric``; panoptic PQ is computed on
+each rank's share of the val set, not reduced across ranks; ``uvim_eval`` scores the whole set on rank 0).
 
 ``UViMStage2Module`` trains the encoder-decoder language model (``nets/uvim_lm.py``) to predict the guiding code of
 an image with teacher forcing (token cross-entropy); validation logs loss and token accuracy, and — when a Stage I
@@ -122,6 +121,12 @@ class UViMStage1Module(pl.LightningModule):
         self.log("train/loss", loss.detach(), prog_bar=True, batch_size=b)
         self.log_dict({f"train/{k}": v for k, v in {**logs, **q.metrics}.items()}, batch_size=b)
         return loss
+
+    def on_validation_epoch_start(self) -> None:
+        """Score against the val set's native ground truth when the data module has one (panoptic: crowd, VOID)."""
+        val_set = getattr(getattr(self.trainer, "datamodule", None), "val_set", None)
+        if hasattr(val_set, "panoptic_target"):
+            self.oracle = self.task.metric(val_set)
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         labels = self.task.labels(batch)

@@ -5,16 +5,18 @@ A task maps a batch to class maps (``labels``), defines the Stage I loss over th
 embed. Every task also has ``headline`` (Table 2's metric and whether lower is better), ``truth(batch)`` (the labels
 shaped as a prediction), ``metric(dataset)`` (an accumulator with ``update(pred, batch)`` / ``compute()`` /
 ``reset()``) and ``render(pred)`` (``(B, 3, H, W)`` in [−1, 1] for grids). Depth (NYU) is ``losses/uvim_depth.py``,
-panoptic segmentation (COCO) ``losses/uvim_panoptic.py``.
+panoptic segmentation (COCO) ``losses/uvim_panoptic.py``, colorization (ImageNet)
+``losses/uvim_colorization.py`` (a continuous map: ``label_channels`` instead of ``label_classes``).
 """
 
 from __future__ import annotations
 
 from fsq_repro.errors import ConfigError
+from fsq_repro.losses.uvim_colorization import ColorizationTask
 from fsq_repro.losses.uvim_depth import DepthTask
 from fsq_repro.losses.uvim_panoptic import PanopticTask
 
-TASKS = {"depth": DepthTask, "panoptic": PanopticTask}
+TASKS = {"depth": DepthTask, "panoptic": PanopticTask, "colorization": ColorizationTask}
 
 
 def build_task(config: dict):

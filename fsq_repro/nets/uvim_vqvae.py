@@ -20,8 +20,13 @@ Pieces, in the official order (``encode`` / ``decode``):
   are zeroed — ``importance = linspace(1, 0, L+2)[1:-1] > U(0, 1)`` then a random permutation per sample;
 - heads: zero-initialised dense layers to per-pixel logits (``head_zeroinit``).
 
-Shapes: labels ``{k: (B, H, W) int64}``, context ``(B, 3, H, W)`` in [−1, 1]; codes ``(B, L, d)``, indices
-``(B, L)``; logits ``{k: (B, C_k, H, W)}``; ``H = W = input_size``, ``g = input_size / patch_size``.
+A task may also give *continuous* maps (``label_channels``, e.g. colorization's ``color: 3``, official
+``inputs = {"color": (3, p²)}``): the same ``DenseGeneral`` over a real-valued ``(C, p²)`` patch, which is a stride-p
+convolution; its head predicts ``C`` values per pixel.
+
+Shapes: labels ``{k: (B, H, W) int64}`` (continuous: ``(B, C, H, W)`` float), context ``(B, 3, H, W)`` in
+[−1, 1]; codes ``(B, L, d)``, indices ``(B, L)``; logits ``{k: (B, C_k, H, W)}``; ``H = W = input_size``,
+``g = input_size / patch_size``.
 """
 
 from __future__ import annotations
@@ -87,6 +92,7 @@ class GuidingCodeAutoencoder(nn.Module):
         with_decoder_ctx: bool = True,
         code_dropout: str = "random",
         bottleneck_resize: bool = True,
+        label_channels: dict[str, int] | None = None,
     ) -> None:
         super().__init__()
         if input_size % patch_size:
@@ -99,8 +105,14 @@ class GuidingCodeAutoencoder(nn.Module):
             raise ConfigError(f"bottleneck_resize needs a square code_len, got {code_len}")
         self.quantizer = quantizer
         self.label_classes = {str(k): int(v) for k, v in label_classes.items()}
+        self.label_channels = {str(k): int(v) for k, v in (label_channels or {}).items()}
+        self.out_channels = {**self.label_classes, **self.label_channels}  # per map: classes or channels
+        if len(self.out_channels) != len(self.label_classes) + len(self.label_channels) or not self.out_channels:
+            raise ConfigError(f"uvim label maps must be named once: classes {self.label_classes}, "
+                              f"channels {self.label_channels}")  # fmt: skip
         self.arch = dict(
-            label_classes=self.label_classes, input_size=input_size, patch_size=patch_size, code_len=code_len,
+            label_classes=self.label_classes, label_channels=self.label_channels, input_size=input_size,
+            patch_size=patch_size, code_len=code_len,
             width=width, enc_depth=enc_depth, dec_depth=dec_depth, mlp_dim=mlp_dim, num_heads=num_heads,
             posemb=posemb, dropout=dropout, with_encoder_ctx=with_encoder_ctx, with_decoder_ctx=with_decoder_ctx,
             code_dropout=code_dropout, bottleneck_resize=bottleneck_resize,
@@ -111,6 +123,8 @@ class GuidingCodeAutoencoder(nn.Module):
 
         self.embeddings = nn.ModuleDict(
             {k: PatchLabelEmbedding(c, patch_size, width) for k, c in self.label_classes.items()}
+            # a continuous map (colour): DenseGeneral over the (C, p²) patch = a stride-p convolution
+            | {k: PatchEmbed(c, width, patch_size) for k, c in self.label_channels.items()}
         )
         self.ctx_enc = PatchEmbed(3, width, patch_size) if with_encoder_ctx else None
         self.pos_enc = PositionEmbedding(grid, width, posemb)
@@ -124,7 +138,7 @@ class GuidingCodeAutoencoder(nn.Module):
         self.pos_dec = PositionEmbedding(grid, width, posemb)
         self.decoder = ViTEncoder(dec_depth, width, num_heads, mlp_dim, dropout)
         self.heads = nn.ModuleDict(
-            {k: dense(width, c * patch_size**2, init="zeros") for k, c in self.label_classes.items()}
+            {k: dense(width, c * patch_size**2, init="zeros") for k, c in self.out_channels.items()}
         )
 
     # --- (de)serialisation ------------------------------------------------------------------------------
@@ -175,7 +189,7 @@ class GuidingCodeAutoencoder(nn.Module):
     def encode(self, labels: dict[str, torch.Tensor], image: torch.Tensor | None = None) -> QuantizerOutput:
         """``labels {k: (B, H, W)}`` (+ context) → the quantizer's output: codes ``(B, L, d)``, indices ``(B, L)``."""
         self._check(labels, image)
-        x = sum(self.embeddings[k](labels[k]) for k in self.label_classes)
+        x = sum(self.embeddings[k](labels[k]) for k in self.out_channels)
         if self.ctx_enc is not None:
             x = x + self.ctx_enc(image)
         x = self._shrink(self.encoder(self.pos_enc(x)))
@@ -200,7 +214,7 @@ class GuidingCodeAutoencoder(nn.Module):
         if self.ctx_dec is not None:
             x = x + self.ctx_dec(image)
         x = self.decoder(self.pos_dec(x))
-        return {k: tokens_to_pixels(head(x), self.label_classes[k], self.grid, self.patch_size)
+        return {k: tokens_to_pixels(head(x), self.out_channels[k], self.grid, self.patch_size)
                 for k, head in self.heads.items()}  # fmt: skip
 
     def decode_indices(self, indices: torch.Tensor, image: torch.Tensor | None = None) -> dict[str, torch.Tensor]:

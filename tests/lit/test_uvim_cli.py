@@ -97,3 +97,34 @@ def test_fast_dev_run_of_the_nyu_experiments(experiment: str, tmp_path: Path) ->
     else:
         assert quantizer["codebook_size"] == 4096 and quantizer["dim"] == 768
         assert quantizer["split_dead_codes"] == (experiment == "uvim_depth_vq")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "experiment", ["uvim_panoptic_fsq", "uvim_panoptic_vq", "uvim_panoptic_fsq_noctx", "uvim_panoptic_vq_noctx"]
+)
+def test_fast_dev_run_of_the_coco_panoptic_experiments(experiment: str, tmp_path: Path) -> None:
+    """The panoptic paper experiments, one batch per stage, on a generated COCO-format folder (JSON + RGB-id PNGs,
+    crowd, VOID; tests/data/test_coco_panoptic.py) at 64 px (4 x 4 patches, 16 codes). The paper-size Stage I is
+    covered by the NYU test above; here Stage I has 1 + 1 blocks and Stage II 1 layer. uvim_panoptic_fsq runs every
+    stage down to PQ on the val images; the others Stage I only (what differs between them is the Stage I model)."""
+    from tests.data.test_coco_panoptic import make_coco
+
+    root = make_coco(tmp_path / "coco", n_train=3, n_val=2, corrupt=False)
+    run = tmp_path / "run"
+    extra = ["stages=[uvim_stage1]"] if experiment != "uvim_panoptic_fsq" else []
+    assert_ok(run_cli("train.py", run, f"experiment={experiment}", "debug=fast", f"data.root={root}",
+                      "data.holdout=1", "data.resolution=64", "model.stage1.autoencoder.code_len=16",
+                      "model.stage1.autoencoder.enc_depth=1", "model.stage1.autoencoder.dec_depth=1",
+                      "model.stage2.lm.num_layers=1", "model.stage2.batch_size=2", "data.batch_size=2",
+                      "data.num_workers=0", "data.pin_memory=false", "data.persistent_workers=false",
+                      "trainer.precision=32", "eval_num_images=2", *extra))  # fmt: skip
+    payload = torch.load(run / "uvim_stage1.pt", weights_only=True)
+    config = payload["config"]
+    assert payload["task"] == {"name": "panoptic", "num_semantic": 134, "num_instances": 100, "min_fraction": 0.0}
+    assert config["with_encoder_ctx"] == config["with_decoder_ctx"] == ("noctx" not in experiment)
+    assert config["quantizer"].get("levels", [7, 5, 5, 5, 5]) == [7, 5, 5, 5, 5]
+    if experiment == "uvim_panoptic_fsq":
+        results = json.loads((run / "uvim_eval.json").read_text())
+        assert results["num_images"] == 2 and results["context"] is True and 0 <= results["uvim"]["pq"] <= 1
+        assert results["task"]["name"] == "panoptic" and results["uvim"]["num_images"] == 2
