@@ -1,5 +1,6 @@
 """FSQ paper Table 2 and Fig. 6-style grids from UViM runs (``uvim_eval.json`` + ``uvim_predictions.npz`` in each
-run dir, written by the ``uvim_eval`` stage), for every task present: NYU depth (RMSE), COCO panoptic (PQ).
+run dir, written by the ``uvim_eval`` stage), for every task present: NYU depth (RMSE), COCO panoptic (PQ),
+ImageNet colorization (FID-5k; on embedded data the FD in the project's feature space, named as such).
 
 Runs are grouped by task and bottleneck — FSQ, VQ (with codebook splitting), VQ without splitting, each "without
 context" when the Stage I autoencoder saw no image — and seeds are aggregated as mean ± sample std (Table 2: mean ±
@@ -29,8 +30,14 @@ PAPER = {
         "FSQ without context": (40.2, None, 0.99),
         "VQ without context": (39.0, None, None),
     },
+    "colorization": {  # FID-5k (ColTran)
+        "FSQ": (17.55, 0.057, 1.0),
+        "VQ": (16.90, 0.056, 1.0),
+    },
 }
-METRICS = {"depth": ("rmse", "RMSE ↓", 1.0), "panoptic": ("pq", "PQ ↑", 100.0)}  # key, column, display scale
+# key, the paper's metric name, display scale; colorization's own name is the run's feature space (FID only with
+# the Inception extractor, else e.g. FD-shapes)
+METRICS = {"depth": ("rmse", "RMSE ↓", 1.0), "panoptic": ("pq", "PQ ↑", 100.0), "colorization": ("fd", "FID-5k ↓", 1.0)}
 ORDER = ("FSQ", "VQ", "VQ without splitting", "FSQ without context", "VQ without context")
 
 
@@ -71,13 +78,21 @@ def collect_uvim(roots: list[str | Path]) -> list[dict]:
         paper = PAPER[task].get(name, (None, None, None))
         rows.append({
             "task": task, "bottleneck": name, "codebook_size": runs[0][1]["codebook_size"], "seeds": len(runs),
-            "metric": key, key: mean, f"{key}_std": std, f"oracle_{key}": stat(key, "oracle", scale=scale)[0],
+            "metric": key, "metric_name": _metric_name(task, runs[0][1]), key: mean, f"{key}_std": std,
+            f"oracle_{key}": stat(key, "oracle", scale=scale)[0],
             "usage": stat("usage", "")[0], f"paper_{key}": paper[0], f"paper_{key}_std": paper[1],
             "paper_usage": paper[2], "runs": [str(run) for run, _ in runs],
             "all": {part: {k: stat(k, part)[0] for k in runs[0][1][part] if isinstance(runs[0][1][part][k], float)}
                     for part in ("uvim", "oracle")},
         })  # fmt: skip
     return rows
+
+
+def _metric_name(task: str, result: dict) -> str:
+    if task != "colorization":
+        return METRICS[task][1]
+    space = result.get("feature_space", "FD")
+    return ("FID-5k" if space == "FID" else space) + " ↓"
 
 
 def _pm(mean: float, std: float, digits: int = 3) -> str:
@@ -92,9 +107,10 @@ def table2_markdown(rows: list[dict]) -> str:
     for r in rows:
         key, column, _ = METRICS[r["task"]]
         paper = "–" if r[f"paper_{key}"] is None else _pm(r[f"paper_{key}"], r[f"paper_{key}_std"] or float("nan"))
+        paper = f"{column} {paper}"
         paper_usage = "–" if r["paper_usage"] is None else f"{100 * r['paper_usage']:.2f} %"
         lines.append(
-            f"| {r['task']} | {r['bottleneck']} | {r['codebook_size']} | {r['seeds']} | {column} "
+            f"| {r['task']} | {r['bottleneck']} | {r['codebook_size']} | {r['seeds']} | {r['metric_name']} "
             f"{_pm(r[key], r[f'{key}_std'])} | {r[f'oracle_{key}']:.3f} | {100 * r['usage']:.1f} % | {paper} | "
             f"{paper_usage} |"
         )
@@ -134,7 +150,8 @@ def write_uvim_report(roots: list[str | Path], out_dir: str | Path) -> dict:
         "",
         table2_markdown(rows),
         "",
-        "Depth: RMSE in metres; panoptic: PQ in points (0–100); mean ± std over seeds. Usage = fraction of the "
+        "Depth: RMSE in metres; panoptic: PQ in points (0–100); colorization: Fréchet distance of ColTran's FID-5k "
+        "protocol in the named feature space (FID only with Inception); mean ± std over seeds. Usage = fraction of the "
         "codebook hit by the validation set's guiding codes; oracle = the Stage I decoder given the true codes (a "
         "bound for Stage II).",
     ]

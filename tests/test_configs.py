@@ -191,3 +191,14 @@ def test_uvim_panoptic_experiments_follow_the_official_configs() -> None:
             if key == "model":
                 a, b = dict(a.stage2), dict(b.stage2)
             assert a == b
+
+
+def test_uvim_table2_sweep_lists_every_paper_row_over_three_seeds() -> None:
+    import yaml
+
+    params = yaml.safe_load((CONFIGS / "sweep" / "uvim_table2.yaml").read_text())["hydra"]["sweeper"]["params"]
+    paper = {o for o in _options("experiment") if o.startswith("uvim_") and not o.endswith(("_shapes", "_demo"))}
+    assert set(params["experiment"].split(",")) == paper and len(paper) == 9
+    assert params["seed"] == "0,1,2"
+    for experiment in sorted(paper):
+        assert _compose([f"experiment={experiment}", "seed=2"]).seed == 2

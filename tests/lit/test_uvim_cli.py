@@ -128,3 +128,83 @@ def test_fast_dev_run_of_the_coco_panoptic_experiments(experiment: str, tmp_path
         results = json.loads((run / "uvim_eval.json").read_text())
         assert results["num_images"] == 2 and results["context"] is True and 0 <= results["uvim"]["pq"] <= 1
         assert results["task"]["name"] == "panoptic" and results["uvim"]["num_images"] == 2
+
+
+@pytest.mark.slow
+def test_panoptic_and_colorization_shapes_end_to_end_and_table2(tmp_path: Path, shapes_cache_dir: Path) -> None:
+    """The CPU experiments of the two other Table 2 tasks, every stage down to PQ / FD-shapes, then the report:
+    one row per (task, bottleneck) with the paper's number beside it, and a grid per task."""
+    common = [*TINY, "trainer.max_steps=6", "model.stage1.val_check_interval=3", "model.stage2.val_check_interval=3",
+              f"paths.cache_dir={shapes_cache_dir}"]  # fmt: skip
+    runs = {
+        "pan_fsq": ["experiment=uvim_panoptic_shapes"],
+        "pan_noctx": [
+            "experiment=uvim_panoptic_shapes",
+            "model.stage1.autoencoder.with_encoder_ctx=false",
+            "model.stage1.autoencoder.with_decoder_ctx=false",
+        ],
+        "col_vq": [
+            "experiment=uvim_color_shapes",
+            "quantizer=vq_128_uvim",
+            "data.train.base.size=64",
+            "data.eval_count=16",
+            "data.val.base.size=32",
+        ],
+    }
+    for name, overrides in runs.items():
+        args = [a for a in common if not (name == "col_vq" and a.startswith(("data.train.size", "data.val.size")))]
+        proc = assert_ok(run_cli("train.py", tmp_path / name, *overrides, *args))
+        results = json.loads((tmp_path / name / "uvim_eval.json").read_text())
+        assert results["num_images"] == 8 and results["context"] == (name != "pan_noctx")
+        if name.startswith("pan"):
+            assert "PQ" in proc.stdout and 0 <= results["uvim"]["pq"] <= 1 and results["oracle"]["n_stuff"] >= 1
+        else:
+            assert results["feature_space"] == "FD-shapes" and results["uvim"]["num_reference"] == 8
+            assert results["uvim"]["fd"] > 0 and results["uvim"]["psnr"] > 0
+    report = subprocess.run([sys.executable, "scripts/report.py", str(tmp_path), "--out", str(tmp_path / "rep")],
+                            cwd=ROOT, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert report.returncode == 0, report.stderr
+    rows = json.loads((tmp_path / "rep" / "uvim_table2.json").read_text())
+    assert [(r["task"], r["bottleneck"]) for r in rows] == [
+        ("panoptic", "FSQ"), ("panoptic", "FSQ without context"), ("colorization", "VQ")]  # fmt: skip
+    assert rows[0]["paper_pq"] == 43.2 and rows[1]["paper_pq"] == 40.2 and rows[2]["paper_fd"] == 16.90
+    assert 0 <= rows[0]["pq"] <= 100  # reported in points
+    for png in ("uvim_panoptic_grid.png", "uvim_colorization_grid.png"):
+        assert (tmp_path / "rep" / png).is_file()
+    text = (tmp_path / "rep" / "uvim_report.md").read_text()
+    assert "FD-shapes" in text and "FID-5k" in text  # ours named by its feature space, the paper's FID-5k
+
+
+def _image_folder(root: Path, n: int = 4) -> Path:
+    rng = np.random.default_rng(0)
+    for split in ("train", "val"):
+        (root / split / "c0").mkdir(parents=True)
+        for i in range(n):
+            Image.fromarray(rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(root / split / "c0" / f"{i}.jpg")
+    return root
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("experiment", ["uvim_color_fsq", "uvim_color_vq"])
+def test_fast_dev_run_of_the_colorization_experiments(experiment: str, tmp_path: Path) -> None:
+    """The colorization paper experiments, one batch per stage, on a generated ImageFolder at 64 px (Stage I 1 + 1
+    blocks, Stage II 1 layer). FID-5k needs the Inception weights: without them uvim_eval stops with one line
+    naming the option. uvim_color_vq runs Stage I only."""
+    root = _image_folder(tmp_path / "imagenet")
+    run = tmp_path / "run"
+    stages = (
+        "stages=[uvim_stage1,uvim_tokenize,uvim_stage2]" if experiment == "uvim_color_fsq" else "stages=[uvim_stage1]"
+    )
+    common = [f"experiment={experiment}", "debug=fast", f"data.root={root}", "data.resolution=64",
+              "model.stage1.autoencoder.code_len=16", "model.stage1.autoencoder.enc_depth=1",
+              "model.stage1.autoencoder.dec_depth=1", "model.stage2.lm.num_layers=1", "model.stage2.batch_size=2",
+              "data.batch_size=2", "data.num_workers=0", "data.pin_memory=false", "data.persistent_workers=false",
+              "trainer.precision=32", "data.eval_count=2", "data.val.reference_start=2",
+              "eval_num_images=2"]  # fmt: skip
+    assert_ok(run_cli("train.py", run, *common, stages))
+    payload = torch.load(run / "uvim_stage1.pt", weights_only=True)
+    assert payload["config"]["label_channels"] == {"color": 3} and payload["config"]["label_classes"] == {}
+    assert payload["task"]["extractor"] == "inception" and payload["task"]["eval_size"] == 256
+    if experiment == "uvim_color_fsq":
+        proc = run_cli("train.py", run, *common, "stages=[uvim_eval]")
+        assert proc.returncode != 0 and "inception_weights" in proc.stderr.strip().splitlines()[-1]
