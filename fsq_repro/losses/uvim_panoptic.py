@@ -21,6 +21,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from fsq_repro.data.panoptic import make_canonical
 from fsq_repro.metrics.panoptic import PanopticQuality, two_channel_segments
 
 KEYS = ("semantics", "instances")
@@ -64,6 +65,12 @@ class PanopticTask:
     def labels(self, batch: dict) -> dict[str, torch.Tensor]:
         """``batch["semantics"]``, ``batch["instances"]`` ``(B, H, W)`` → the two class maps (int64)."""
         return {key: batch[key].long() for key in KEYS}
+
+    def canonical(self, labels: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Instance ids renumbered by centre of mass per image (``data/panoptic.py: make_canonical``) — for labels
+        transformed after loading, e.g. the token cache's flipped variant (the official op runs after the flip);
+        idempotent on canonical labels."""
+        return {**labels, "instances": torch.stack([make_canonical(x) for x in labels["instances"]])}
 
     def loss(self, logits: dict[str, torch.Tensor], labels: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
         """Σ over the two maps of the per-pixel CE, mean over pixels; out-of-range ids contribute 0 (float32)."""

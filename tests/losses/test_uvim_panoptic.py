@@ -146,3 +146,20 @@ def test_a_perfect_prediction_scores_pq_one_through_the_eval_path() -> None:
     metric.update(wrong, batch)
     res = metric.compute()
     assert res["pq_stuff"] == pytest.approx(1.0) and res["pq_things"] < 0.5
+
+
+def test_canonical_labels_after_a_flip_match_a_flipped_scene() -> None:
+    """The token cache flips loaded items; the official pipeline flips *before* make_canonical. Renumbering the
+    flipped labels must give the ids of an item built from the flipped scene."""
+    data = PanopticScenesDataset("val", size=4)
+    task = PanopticTask(num_semantic=8, num_instances=16)
+    differs = 0
+    for i in range(4):
+        item = data[i]
+        flipped = task.canonical({k: item[k].flip(-1)[None] for k in ("semantics", "instances")})
+        expected = make_canonical(item["instances"].flip(-1))
+        assert torch.equal(flipped["instances"][0], expected)
+        assert torch.equal(task.canonical({k: item[k][None] for k in ("semantics", "instances")})["instances"][0],
+                           item["instances"])  # idempotent  # fmt: skip
+        differs += not torch.equal(item["instances"].flip(-1), expected)
+    assert differs > 0  # without renumbering the flipped ids would be wrong
