@@ -3,8 +3,9 @@
 For each experiment, one training sample's forward FLOPs are counted with ``torch.utils.flop_counter`` (matmuls,
 convolutions, attention) on the composed config's Stage I autoencoder (labels + context at 512 px) and Stage II
 language model (image + 256 codes); a training step costs 3 × forward (forward + backward). Total = 3 · forward ·
-global batch · steps (the configs' ``max_steps``: the official epochs), plus the evaluation's greedy decoding
-(one encoder pass + 256 single-token decoder passes per val image, counted with the KV cache). GPU-hours assume
+global batch · steps (the configs' ``max_steps``: the official epochs), plus the evaluation's greedy decoding,
+taken as one Stage II forward per val image (with the KV cache the 256 single-token steps do the matmuls of one
+teacher-forced pass; the Stage I decoder adds less than that). GPU-hours assume
 ``--mfu`` (default 35 %) of an H100's dense bf16 peak (989 TFLOP/s).
 
     python scripts/uvim_gpu_hours.py [--mfu 0.35] [--experiments uvim_depth_fsq ...]
@@ -24,7 +25,6 @@ from torch.utils.flop_counter import FlopCounterMode
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fsq_repro.generation.autoregressive import decode  # noqa: E402
 from fsq_repro.losses.uvim_tasks import build_task  # noqa: E402
 
 H100_BF16 = 989e12  # dense bf16 FLOP/s (H100 SXM)
@@ -48,7 +48,7 @@ def sample_labels(task, size: int) -> dict[str, torch.Tensor]:
 def estimate(experiment: str) -> dict:
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
         cfg = compose("train", overrides=[f"experiment={experiment}"])
-    task = build_task({k: v for k, v in dict(cfg.data.task).items()})
+    task = build_task({k: cfg.data.task[k] for k in cfg.data.task if k != "cache_dir"})  # no paths needed
     size = int(cfg.data.resolution)
     stage1 = instantiate(cfg.model.stage1.autoencoder)(
         quantizer=instantiate(cfg.quantizer), label_classes=task.label_classes, input_size=size,
@@ -59,8 +59,7 @@ def estimate(experiment: str) -> dict:
     lm = instantiate(cfg.model.stage2.lm)(codebook_size=stage1.codebook_size, seq_len=stage1.code_len, input_size=size)
     codes = torch.randint(0, stage1.codebook_size, (1, stage1.code_len))
     s2 = count(lambda: lm(image, codes))
-    lm.eval()
-    infer = count(lambda: decode(lm, image))
+    infer = s2 + s1
     b1, b2 = int(cfg.model.stage1.global_batch_size), int(cfg.model.stage2.global_batch_size)
     n1, n2 = int(cfg.model.stage1.max_steps), int(cfg.model.stage2.max_steps)
     train1, train2 = 3 * s1 * b1 * n1, 3 * s2 * b2 * n2
