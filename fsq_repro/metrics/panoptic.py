@@ -18,6 +18,11 @@ Statistics ``tp, fp, fn, iou`` accumulate per category over images (not an avera
 All / Things / Stuff the averages run over the categories with ``tp + fp + fn > 0``:
 ``PQ_c = iou / (tp + fp/2 + fn/2)``, ``SQ_c = iou / tp`` (0 if tp = 0), ``RQ_c = tp / (tp + fp/2 + fn/2)``.
 
+Why not torchmetrics' ``PanopticQuality``: its inputs are per-pixel ``(category, instance)`` pairs with no crowd
+flag, so COCO's crowd rule (an unmatched prediction lying on a same-class crowd region is not an FP) cannot be
+expressed, and it merges every stuff segment of a category (the two-channel converter keeps distinct instance ids of
+a stuff class as distinct segments). Both change PQ on COCO.
+
 Deviations from the API, all in cases where it fails or its input files differ: a subset without any counted
 category gives 0 (the API divides by zero); ground-truth areas are pixel counts (the API reads the JSON ``area``,
 equal for COCO); errors are ``ValueError`` (the API raises ``KeyError``). Like the API, gt ids present in the map
