@@ -116,6 +116,10 @@ class PanopticMetric:
         self.dataset = dataset
         isthing = getattr(dataset, "isthing", None) or {k: True for k in range(1, num_semantic)}
         self.pq = PanopticQuality(isthing)
+        # a class the dataset does not have (the model predicts among num_semantic; a dataset may define fewer) is
+        # scored as VOID — never the case on COCO, where the 133 classes are the dataset's
+        self.known = torch.zeros(max(num_semantic, max(isthing) + 1), dtype=torch.bool)
+        self.known[list(isthing)] = True
 
     def update(self, pred: torch.Tensor, batch: dict) -> None:
         pred = pred.cpu()
@@ -128,7 +132,8 @@ class PanopticMetric:
             p = pred[i]
             if tuple(p.shape[-2:]) != tuple(gt_ids.shape):
                 p = F.interpolate(p[None].double(), size=tuple(gt_ids.shape), mode="nearest-exact")[0].long()
-            ids, segments = two_channel_segments(p[0], p[1])
+            sem = torch.where(self.known[p[0].clamp(0, len(self.known) - 1)] & (p[0] < len(self.known)), p[0], 0)
+            ids, segments = two_channel_segments(sem, p[1])
             self.pq.update(ids, segments, gt_ids, gt_segments)
 
     def compute(self) -> dict[str, float]:

@@ -163,3 +163,20 @@ def test_canonical_labels_after_a_flip_match_a_flipped_scene() -> None:
                            item["instances"])  # idempotent  # fmt: skip
         differs += not torch.equal(item["instances"].flip(-1), expected)
     assert differs > 0  # without renumbering the flipped ids would be wrong
+
+
+def test_classes_the_dataset_does_not_have_are_scored_as_void() -> None:
+    """The model predicts among num_semantic classes; a class outside the dataset's categories counts as VOID (a
+    segment of it would make panopticapi raise): the same result as writing VOID there explicitly."""
+    data = PanopticScenesDataset("val", size=2)
+    task = PanopticTask(num_semantic=20, num_instances=16)
+    batch = torch.utils.data.default_collate([data[i] for i in range(2)])
+    unknown, void = task.truth(batch).clone(), task.truth(batch).clone()
+    unknown[:, 0, :20, :20] = 15
+    void[:, 0, :20, :20] = 0
+    results = []
+    for pred in (unknown, void):
+        metric = task.metric(data)
+        metric.update(pred, batch)
+        results.append(metric.compute())
+    assert results[0] == results[1] and results[0]["pq"] < 1.0  # the corner did hurt the matched segments
