@@ -10,6 +10,8 @@ REQ_STAMP := $(VENV)/.req-$(REQ_HASH)
 EXTRA_STAMP := $(VENV)/.extra-$(shell sha256sum requirements-extra.txt | cut -c1-16)
 PKG_STAMP := $(VENV)/.pkg-$(HERE_HASH)-$(REQ_HASH)
 PYTEST_ARGS ?=
+# The suite runs on TEST_WORKERS pytest-xdist workers (one torch thread each; tests/conftest.py); 0 = in-process.
+TEST_WORKERS ?= 2
 
 .PHONY: install test demo demo-uvim lint format bench clean
 
@@ -32,7 +34,7 @@ $(PKG_STAMP): $(REQ_STAMP) $(EXTRA_STAMP) pyproject.toml
 	@rm -f $(VENV)/.pkg-* && touch $@
 
 test: install
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
 
 demo: install
 	$(PY) scripts/demo.py

@@ -11,6 +11,14 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `make test` runs two xdist workers on a 2-core box: one torch thread per worker (and per subprocess it
+    # starts, via OMP_NUM_THREADS) so the workers do not oversubscribe the cores.
+    import torch
+
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
+
 
 def run_distributed(script: Path, *args: str, nproc: int = 2, timeout: int = 300) -> subprocess.CompletedProcess:
     """Run ``script`` under ``torchrun --standalone --nproc_per_node nproc`` on CPU; raise with its output."""
