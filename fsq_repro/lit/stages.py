@@ -227,7 +227,8 @@ class RunInfo(pl.Callback):
 
 def fit_and_validate(cfg: DictConfig, stage: str, trainer: pl.Trainer, module, dm) -> dict:
     """Fit (resuming from the stage's ``last.ckpt`` when there is one), then validate on the *whole* validation
-    split (usage needs all of it). Returns the summary fields every stage writes."""
+    split (usage needs all of it; ``model.<stage>.final_val_batches`` caps it). Returns the summary fields every
+    stage writes."""
     start = time.perf_counter()
     ckpt_path = resume_path(cfg, stage)
     if ckpt_path:
@@ -245,7 +246,10 @@ def fit_and_validate(cfg: DictConfig, stage: str, trainer: pl.Trainer, module, d
     if trainer.interrupted:
         raise SystemExit(f"{stage} was interrupted; re-run the same command (same run dir) to resume")
     save_final_checkpoint(cfg, stage, trainer)
-    trainer.limit_val_batches = 1.0 if not trainer.fast_dev_run else 1
+    # the whole split by default (Stage I usage needs all of it); `final_val_batches` caps it (e.g. a Stage II with a
+    # 64 000-way head on CPU, whose final pass would otherwise cost more than its training)
+    final = (cfg.get("model") or {}).get(stage.removeprefix("uvim_"), {}).get("final_val_batches")
+    trainer.limit_val_batches = 1 if trainer.fast_dev_run else (int(final) if final else 1.0)
     val = {k: float(v) for k, v in trainer.validate(module, datamodule=dm, verbose=False)[0].items() if k != "step"}
     return {
         "stage": stage,

@@ -130,13 +130,18 @@ class MaskGITTransformer(nn.Module):
             codebook_size=self.codebook_size, num_classes=self.num_classes, num_tokens=self.num_tokens, **self.arch
         )
 
-    def forward(self, tokens: torch.Tensor, class_ids: torch.Tensor) -> torch.Tensor:
-        """``tokens (B, N)`` (codes or MASK), ``class_ids (B,)`` vocabulary ids → code logits ``(B, N, C)``."""
+    def forward(
+        self, tokens: torch.Tensor, class_ids: torch.Tensor, positions: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``tokens (B, N)`` (codes or MASK), ``class_ids (B,)`` vocabulary ids → code logits ``(B, N, C)``;
+        ``positions (n,)`` (indices or a bool mask over N) → only those positions' logits ``(B, n, C)`` (the output
+        layer is most of the cost with a large codebook: compression cost needs 1/12 of the positions per pass)."""
         x = torch.cat([class_ids[:, None], tokens], dim=1)
         h = self.emb_drop(self.emb_norm(self.tok_emb(x) + self.pos_emb[:, : x.shape[1]]))
         for block in self.blocks:
             h = block(h)
-        h = self.head(h[:, 1:])
+        h = h[:, 1:] if positions is None else h[:, 1:][:, positions]
+        h = self.head(h)
         weight, bias = self.tok_emb.weight[: self.codebook_size], self.head_bias[: self.codebook_size]
         return F.linear(h, weight.to(h.dtype), bias.to(h.dtype))
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
+import numpy as np
 import torch
 
 from fsq_repro.generation.compression import compression_cost, group_sizes, qlds_ranks
@@ -32,12 +34,12 @@ class _Model(torch.nn.Module):
         self.mask_token_id = codebook + classes
         self.calls = []
 
-    def forward(self, tokens: torch.Tensor, class_ids: torch.Tensor) -> torch.Tensor:
+    def forward(self, tokens: torch.Tensor, class_ids: torch.Tensor, positions=None) -> torch.Tensor:
         self.calls.append(int((tokens == self.mask_token_id).sum()))
         logits = torch.zeros(*tokens.shape, self.codebook)
         if self.truth is not None:
             logits.scatter_(-1, self.truth[..., None], 60.0)
-        return logits
+        return logits if positions is None else logits[:, positions]
 
 
 def test_uniform_model_costs_exactly_n_log2_c_and_an_oracle_costs_zero() -> None:
@@ -51,3 +53,29 @@ def test_uniform_model_costs_exactly_n_log2_c_and_an_oracle_costs_zero() -> None
     # the deterministic schedule: group i sees the tokens of groups < i, masked counts fall by the group sizes
     sizes = group_sizes(64)
     assert oracle.calls == [3 * (64 - sum(sizes[:i])) for i in range(12)]
+
+
+def test_cost_of_a_real_transformer_matches_a_numpy_recomputation_from_full_logits() -> None:
+    """Independent oracle: each group's full (B, N, C) logits, a numpy float64 log-softmax, its tokens summed."""
+    from fsq_repro.generation.compression import group_bounds
+    from fsq_repro.nets.transformer import MaskGITTransformer
+
+    torch.manual_seed(0)
+    model = MaskGITTransformer(codebook_size=50, num_classes=3, num_tokens=16, hidden_dim=32, depth=2, num_heads=2,
+                               mlp_dim=64, dropout=0.1).eval()  # fmt: skip
+    tokens, labels = torch.randint(0, 50, (4, 16)), torch.tensor([0, 1, 2, 0])
+    cost = compression_cost(model, tokens, labels, (4, 4)).numpy()
+    ranks = qlds_ranks(4, 4).numpy()
+    bounds = [-1, *group_bounds(16)]
+    expected = np.zeros(4)
+    with torch.no_grad():
+        for lo, hi in itertools.pairwise(bounds):
+            masked = torch.where(
+                torch.from_numpy(ranks <= lo)[None], tokens, torch.full_like(tokens, model.mask_token_id)
+            )
+            z = model(masked, model.class_embedder(labels)).double().numpy()  # (B, N, C), all positions
+            log_p = z - z.max(-1, keepdims=True)
+            log_p -= np.log(np.exp(log_p).sum(-1, keepdims=True))
+            picked = np.take_along_axis(log_p, tokens.numpy()[..., None], -1)[..., 0]
+            expected -= (picked * ((ranks > lo) & (ranks <= hi))[None]).sum(1) / np.log(2)
+    np.testing.assert_allclose(cost, expected, rtol=1e-6)
