@@ -26,6 +26,15 @@ from fsq_repro.nets.tokenizer import Tokenizer
 FORMAT = "fsq_repro.tokenizer/v1"
 
 
+def artifact_path(cfg, key: str, filename: str) -> Path:
+    """A run's file: ``cfg[key]`` if given, else ``<run>/<filename>`` where ``run=`` names a pipeline run dir."""
+    if cfg.get(key):
+        return Path(cfg[key])
+    if cfg.get("run"):
+        return Path(cfg.run) / filename
+    raise ConfigError(f"pass run=<pipeline run dir> or {key}=/path/to/{filename}")
+
+
 def atomic_torch_save(obj: object, path: str | Path) -> Path:
     """``torch.save`` to ``path.tmp`` next to the target, fsync, then ``os.replace``."""
     path = Path(path)

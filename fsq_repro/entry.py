@@ -122,7 +122,7 @@ def stage_stage2(cfg: DictConfig) -> dict:
 
 
 def stage_eval(cfg: DictConfig) -> dict:
-    from fsq_repro.evaluation import stage_eval as run
+    from fsq_repro.eval_config import stage_eval as run
     from fsq_repro.lit.stages import log_results
 
     out = _output_dir(cfg)
@@ -166,7 +166,8 @@ def run_train(cfg: DictConfig) -> None:
     unknown = [s for s in cfg.stages if s not in KNOWN_STAGES]
     if unknown:
         raise ConfigError(f"unknown stage(s) {unknown} in `stages`; known: {list(KNOWN_STAGES)}")
-    pipeline_tasks = ("reconstruction", "sampling", "cfg_sweep", "compression")
+    from fsq_repro.eval_config import PIPELINE_TASKS as pipeline_tasks
+
     bad_tasks = [t for t in cfg.get("eval_tasks") or [] if t not in pipeline_tasks]
     if "eval" in cfg.stages and bad_tasks:  # checked before hours of training, not after
         raise ConfigError(f"unknown eval_tasks {bad_tasks}; known: {list(pipeline_tasks)}")
@@ -185,12 +186,12 @@ def run_train(cfg: DictConfig) -> None:
 
 @one_line_errors
 def run_eval(cfg: DictConfig) -> None:
-    from fsq_repro.evaluation import run_task
+    from fsq_repro.eval_config import run_task
     from fsq_repro.lit.stages import log_results
 
     out = Path(cfg.get("out") or _output_dir(cfg))
     results = run_task(cfg, out)
-    plots = {name: out / f"{name}.png" for name in ("cfg_sweep", "usage_histogram")}
+    plots = {name: out / f"{name}.png" for name in ("cfg_sweep", "usage_histogram", "semantics")}
     log_results(cfg, f"eval_{cfg.task}", results, plots)
 
 
@@ -209,15 +210,6 @@ def maybe_init_distributed() -> tuple[int, int]:
     return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
 
 
-def _artifact(cfg: DictConfig, key: str, filename: str) -> Path:
-    """``cfg[key]`` if given, else ``<run>/<filename>`` where ``run=`` names a pipeline run dir."""
-    if cfg.get(key):
-        return Path(cfg[key])
-    if cfg.get("run"):
-        return Path(cfg.run) / filename
-    raise ConfigError(f"pass run=<pipeline run dir> or {key}=/path/to/{filename}")
-
-
 @one_line_errors
 def run_sample(cfg: DictConfig) -> None:
     """``sample.py``: class-conditional MaskGIT samples → ``samples.npz`` (ADM format) + a PNG grid."""
@@ -225,7 +217,7 @@ def run_sample(cfg: DictConfig) -> None:
     import torch
     import torch.distributed as dist
 
-    from fsq_repro.artifacts import load_maskgit, load_tokenizer
+    from fsq_repro.artifacts import artifact_path, load_maskgit, load_tokenizer
     from fsq_repro.data.token_cache import file_hash
     from fsq_repro.generation.sampler import sample_with_model
     from fsq_repro.generation.sampling_job import generate_shard, labels_for, merge_shards, write_npz
@@ -233,9 +225,9 @@ def run_sample(cfg: DictConfig) -> None:
 
     rank, world = maybe_init_distributed()
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    tok_path = _artifact(cfg, "tokenizer", "tokenizer.pt")
+    tok_path = artifact_path(cfg, "tokenizer", "tokenizer.pt")
     tokenizer = load_tokenizer(tok_path, device=device)
-    model = load_maskgit(_artifact(cfg, "maskgit", "maskgit.pt"), tokenizer_hash=file_hash(tok_path), device=device)
+    model = load_maskgit(artifact_path(cfg, "maskgit", "maskgit.pt"), tokenizer_hash=file_hash(tok_path), device=device)
     sampler = OmegaConf.to_container(cfg.sampler, resolve=True)
     if cfg.get("cfg_scale") is not None:
         sampler["cfg_scale"] = float(cfg.cfg_scale)
@@ -263,7 +255,8 @@ def run_sample(cfg: DictConfig) -> None:
     if rank == 0:
         path = write_npz(out / "samples.npz", images, got)
         per, cols = int(cfg.num_per_class), min(8, int(cfg.num_per_class))
-        pick = [c * per + j for c in range(min(16, len(images) // per)) for j in range(cols)]  # a row per class
+        k = len(images) // per  # class-interleaved: the j-th sample of class c is number j·K + c
+        pick = [j * k + c for c in range(min(16, k)) for j in range(cols)]  # a row per class
         shown = torch.from_numpy(images[pick]).permute(0, 3, 1, 2).float() / 127.5 - 1
         grid = save_image_grid(shown, out / "samples.png", nrow=cols, upscale=2 if images.shape[1] < 128 else 1)
         print(f"wrote {path} ({images.shape[0]} images {tuple(images.shape[1:])}) and {grid}")

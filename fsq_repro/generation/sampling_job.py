@@ -2,7 +2,10 @@
 50 per ImageNet class, with the ADM TensorFlow suite; reference/evaluation.md).
 
 Output: ``samples.npz`` with ``arr_0`` = uint8 images ``(M, H, W, 3)`` and ``arr_1`` = int64 labels ``(M,)``, ordered
-class-major (all samples of class 0, then class 1, …). Sharded across processes without duplicates: sample ``i`` is
+**class-interleaved**: sample ``i`` is of class ``classes[i mod K]``. The ADM evaluator computes IS over *consecutive*
+chunks of 5 000 samples (``compute_inception_score(split_size=5000)``); class-major order (all of class 0, then
+class 1, …) would give each chunk 100 of ImageNet's 1 000 classes and cap its IS near 100. Interleaved, every chunk
+holds every class equally often (5 each at 50 per class). Sharded across processes without duplicates: sample ``i`` is
 made by rank ``i mod W`` with a generator seeded from ``(seed, batch)``, so the set of images does not depend on the
 number of processes; rank 0 merges the shards.
 """
@@ -24,8 +27,9 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
 
 
 def labels_for(num_classes: int, num_per_class: int, classes: list[int] | None = None) -> torch.Tensor:
+    """``(K · num_per_class,)`` labels in the class-interleaved order: ``labels[i] = classes[i mod K]``."""
     classes = list(range(num_classes)) if classes is None else [int(c) for c in classes]
-    return torch.tensor(classes).repeat_interleave(num_per_class)
+    return torch.tensor(classes).repeat(num_per_class)
 
 
 def batch_generator(seed: int, start: int, device: str | torch.device = "cpu") -> torch.Generator:

@@ -16,7 +16,7 @@ def fake_sampler(labels: torch.Tensor, generator: torch.Generator) -> torch.Tens
 
 
 def test_shards_cover_every_sample_once_and_match_a_single_process(tmp_path: Path) -> None:
-    labels = labels_for(5, 7)  # 35 samples, class-major
+    labels = labels_for(5, 7)  # 35 samples, class-interleaved
     _, single, single_labels = generate_shard(fake_sampler, labels, 4, seed=3, progress=False)
     shards = []
     for rank in range(3):
@@ -26,7 +26,7 @@ def test_shards_cover_every_sample_once_and_match_a_single_process(tmp_path: Pat
         shards.append(path)
     images, merged_labels = merge_shards(shards, len(labels))
     assert np.array_equal(images, single) and np.array_equal(merged_labels, single_labels)
-    assert np.array_equal(merged_labels, np.repeat(np.arange(5), 7))
+    assert np.array_equal(merged_labels, np.tile(np.arange(5), 7))
     out = write_npz(tmp_path / "samples.npz", images, merged_labels)
     with np.load(out) as z:
         assert z["arr_0"].dtype == np.uint8 and z["arr_0"].shape == (35, 4, 4, 3) and z["arr_1"].shape == (35,)

@@ -46,7 +46,7 @@ def test_shapes_pipeline_end_to_end(tmp_path: Path, shapes_cache_dir: Path) -> N
     assert_ok(run_cli("sample.py", samples, f"run={run}", "num_per_class=2", "batch_size=8"))
     with np.load(samples / "samples.npz") as z:
         assert z["arr_0"].shape == (20, 32, 32, 3) and z["arr_0"].dtype == np.uint8
-        assert np.array_equal(z["arr_1"], np.repeat(np.arange(10), 2))
+        assert np.array_equal(z["arr_1"], np.tile(np.arange(10), 2))  # class-interleaved (ADM IS chunks)
     assert (samples / "samples.png").is_file()
 
     # every eval task on the embedded data, in the shapes classifier's feature space (FD-shapes, never "FID")
@@ -64,6 +64,7 @@ def test_shapes_pipeline_end_to_end(tmp_path: Path, shapes_cache_dir: Path) -> N
     assert 0 <= rec["rprecision"] <= 1 and rec["psnr"] > 5
     smp = results["sampling"]
     assert smp["num_images"] == 20 and smp["is"] >= 1 and smp["cfg_scale"] == 0.2 and "precision" in smp
+    assert smp["is_mode"].startswith("adm") and "sfid" not in smp  # sFID only with the Inception extractor
     assert [c["cfg_scale"] for c in results["cfg_sweep"]["curve"]] == [0.0, 1.0]
     assert (tmp_path / "eval_cfg_sweep" / "cfg_sweep.png").is_file()
     logged = (tmp_path / "eval_cfg_sweep" / "csv" / "eval_cfg_sweep" / "metrics.csv").read_text().splitlines()

@@ -105,3 +105,41 @@ def test_shapes_classifier_is_trained_once_and_classifies(shapes_cache_dir: Path
     labels = np.array([val[i]["label"] for i in range(200)])
     assert out["features"].shape == (200, 128)
     assert (out["logits"].argmax(1).numpy() == labels).mean() > 0.95
+
+
+def test_sfid_features_are_mixed_6d_1x1_first_7_channels_in_nhwc_order(
+    random_inception_weights: Path, tmp_path
+) -> None:
+    """sFID (ADM suite: ``mixed_6/conv:0[..., :7]``): 17·17·7 = 2023 dims, flattened as TF's NHWC; then the plumbing —
+    reference ``mu_s``/``sigma_s`` written, ADM-style reference batches read, ``rsfd`` = FD of the spatial rows."""
+    from fsq_repro.evaluation import EvalOptions, compute_reference, extract, image_metrics, load_reference
+
+    net = InceptionFeatures(random_inception_weights)
+    seen = []
+    net.net.Mixed_6d.branch1x1.register_forward_hook(lambda _m, _i, out: seen.append(out.clone()))
+    images = _images(5, n=3)
+    out = net(images)
+    act = seen[-1].numpy()  # (3, 192, 17, 17): the 1×1 branch after conv, batch norm and ReLU
+    assert act.shape == (3, 192, 17, 17) and out["spatial"].shape == (3, 2023)
+    b, c, h, w = 2, 5, 11, 3
+    assert out["spatial"][b, (h * 17 + w) * 7 + c] == pytest.approx(float(act[b, c, h, w]), rel=1e-6)
+    assert np.allclose(out["spatial"].numpy(), act[:, :7].transpose(0, 2, 3, 1).reshape(3, -1))
+
+    options = EvalOptions(batch_size=4, device="cpu")
+    ref_path = tmp_path / "ref.npz"
+    compute_reference(net, [_images(1, n=3), _images(2, n=3)], ref_path, options)
+    ref = load_reference(ref_path, net, options)
+    assert ref.stats["mu_s"].shape == (2023,) and ref.stats["sigma_s"].shape == (2023, 2023)
+    feats = extract(net, [_images(3, n=4)], "cpu")
+    result = image_metrics(net, feats, ref, options, prefix="r")
+    mu_s, sigma_s = feature_statistics(feats["spatial"])
+    assert result["rsfd"] == pytest.approx(frechet_distance(mu_s, sigma_s, ref.stats["mu_s"], ref.stats["sigma_s"]))
+    assert result["rsfd"] != pytest.approx(result["rfd"])
+    # an ADM reference batch: images + precomputed mu/sigma/mu_s/sigma_s (no feature rows): P/R features come from arr_0
+    adm = tmp_path / "VIRTUAL_ref.npz"
+    arr_0 = _images(4, n=3).permute(0, 2, 3, 1).numpy()
+    np.savez(adm, arr_0=arr_0, mu=ref.stats["mu"], sigma=ref.stats["sigma"], mu_s=ref.stats["mu_s"],
+             sigma_s=ref.stats["sigma_s"])  # fmt: skip
+    adm_ref = load_reference(adm, net, options)
+    assert adm_ref.stats["features"].shape == (3, 2048)
+    assert image_metrics(net, feats, adm_ref, options, prefix="r")["rsfd"] == pytest.approx(result["rsfd"])
