@@ -54,9 +54,11 @@ def test_shapes_pipeline_end_to_end(tmp_path: Path, shapes_cache_dir: Path) -> N
     assert set(pipeline_results) == {"reconstruction", "sampling", "compression"}
     common = [f"run={run}", f"paths.cache_dir={shapes_cache_dir}", *TINY_DATA, *TINY_EVAL]
     results = {}
-    for task in ("ref_stats", "reconstruction", "sampling", "cfg_sweep", "compression"):
+    semantics = ["semantics.top_codes=3", "semantics.patches_per_code=4", "semantics.paint_images=3",
+                 "semantics.paint_codes=2"]  # fmt: skip
+    for task in ("ref_stats", "reconstruction", "sampling", "cfg_sweep", "compression", "semantics"):
         out = tmp_path / f"eval_{task}"
-        assert_ok(run_cli("eval.py", out, f"task={task}", *common, "cfg_scales=[0,1]"))
+        assert_ok(run_cli("eval.py", out, f"task={task}", *common, "cfg_scales=[0,1]", *semantics))
         results[task] = json.loads((out / "results.json").read_text())
     assert results["ref_stats"]["count"] == 96
     rec = results["reconstruction"]
@@ -71,6 +73,9 @@ def test_shapes_pipeline_end_to_end(tmp_path: Path, shapes_cache_dir: Path) -> N
     assert "eval_cfg_sweep/fd" in logged[0] and len(logged) == 3  # header + one row per α
     assert "eval_reconstruction/rfd" in (tmp_path / "eval_reconstruction" / "csv" / "eval_reconstruction"
                                          / "metrics.csv").read_text()  # fmt: skip
+    sem = results["semantics"]
+    assert sem["num_images"] == 32 and len(sem["codes"]) == 3 and sem["metric_space"] == "FD-shapes"
+    assert -1 <= sem["patch_similarity_within_code"] <= 1 and Path(sem["paint"]).is_file()
     comp = results["compression"]
     assert comp["num_images"] == 32 and 0 < comp["bits_per_token"] and comp["uniform_bits_per_token"] == math.log2(125)
 
