@@ -63,11 +63,13 @@ def make_canonical(instances: torch.Tensor) -> torch.Tensor:
     out = torch.where(flat == 0, torch.zeros_like(flat), torch.full_like(flat, -1))
     if len(ids) == 0:
         return out.view_as(instances)
-    ys, xs = torch.meshgrid(torch.arange(instances.shape[0]), torch.arange(instances.shape[1]), indexing="ij")
-    member = flat[None, :] == ids[:, None]  # (N, H·W)
-    counts = member.sum(1).float()
-    cy = (member.float() @ ys.reshape(-1).float()) / counts
-    cx = (member.float() @ xs.reshape(-1).float()) / counts
+    # centres by per-segment sums (bincount over each pixel's segment index): O(H·W) memory, not segments × pixels
+    positive = (flat > 0).nonzero()[:, 0]
+    segment = torch.searchsorted(ids, flat[positive])
+    counts = torch.bincount(segment, minlength=len(ids)).double()
+    rows, cols = positive // instances.shape[1], positive % instances.shape[1]
+    cy = (torch.bincount(segment, weights=rows.double(), minlength=len(ids)) / counts).float()
+    cx = (torch.bincount(segment, weights=cols.double(), minlength=len(ids)) / counts).float()
     rank = torch.argsort(cx + float(height) * cy, stable=True)  # position k holds the k-th segment in order
     new_id = torch.empty_like(ids)
     new_id[rank] = torch.arange(1, len(ids) + 1, dtype=ids.dtype)
