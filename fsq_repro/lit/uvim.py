@@ -123,10 +123,8 @@ def stage_uvim_tokenize(cfg: DictConfig) -> dict:
 
     @torch.inference_mode()
     def encode(batch: dict) -> torch.Tensor:
-        labels = task.labels(batch)
-        if hasattr(task, "canonical"):  # panoptic: the flipped variant's instance ids, renumbered as after a flip
-            labels = task.canonical(labels)
-        return model.encode(labels, batch["image"].to(device)).indices
+        # panoptic: the flipped variant's instance ids renumbered as after a flip (PanopticTask.cache_labels)
+        return model.encode(task.cache_labels(batch), batch["image"].to(device)).indices
 
     def encode_on_device(batch: dict) -> torch.Tensor:
         return encode({k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()})

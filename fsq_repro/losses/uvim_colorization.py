@@ -57,6 +57,10 @@ class ColorizationTask:
         return {"name": self.name, "extractor": self.extractor, "inception_weights": self.inception_weights,
                 "eval_size": self.eval_size, "cache_dir": self.cache_dir}  # fmt: skip
 
+    def cache_labels(self, batch: dict) -> dict[str, torch.Tensor]:
+        """The labels the token cache encodes (the same as ``labels``; panoptic renumbers flipped instances)."""
+        return self.labels(batch)
+
     def labels(self, batch: dict) -> dict[str, torch.Tensor]:
         return {"color": batch["color"].float()}
 

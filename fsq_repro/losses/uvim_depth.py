@@ -41,6 +41,10 @@ class DepthTask:
     def config(self) -> dict:
         return {"name": self.name, "num_bins": self.num_bins, "min_depth": self.min_depth, "max_depth": self.max_depth}
 
+    def cache_labels(self, batch: dict) -> dict[str, torch.Tensor]:
+        """The labels the token cache encodes (the same as ``labels``; panoptic renumbers flipped instances)."""
+        return self.labels(batch)
+
     def labels(self, batch: dict) -> dict[str, torch.Tensor]:
         """``batch["depth"] (B, 1, H, W)`` metres → ``{"depth": (B, H, W) int64}`` bins."""
         depth = batch["depth"]

@@ -66,6 +66,10 @@ class PanopticTask:
         """``batch["semantics"]``, ``batch["instances"]`` ``(B, H, W)`` → the two class maps (int64)."""
         return {key: batch[key].long() for key in KEYS}
 
+    def cache_labels(self, batch: dict) -> dict[str, torch.Tensor]:
+        """The labels the token cache encodes: ``labels`` with canonical instance ids (also for its flipped variant)."""
+        return self.canonical(self.labels(batch))
+
     def canonical(self, labels: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Instance ids renumbered by centre of mass per image (``data/panoptic.py: make_canonical``) — for labels
         transformed after loading, e.g. the token cache's flipped variant (the official op runs after the flip);

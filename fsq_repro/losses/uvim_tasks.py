@@ -4,7 +4,8 @@ A task maps a batch to class maps (``labels``), defines the Stage I loss over th
 (``loss``) and turns logits into the task's output (``predict``); ``label_classes`` tells the autoencoder what to
 embed. Every task also has ``headline`` (Table 2's metric and whether lower is better), ``truth(batch)`` (the labels
 shaped as a prediction), ``metric(dataset)`` (an accumulator with ``update(pred, batch)`` / ``compute()`` /
-``reset()``) and ``render(pred)`` (``(B, 3, H, W)`` in [−1, 1] for grids). Depth (NYU) is ``losses/uvim_depth.py``,
+``reset()``), ``render(pred)`` (``(B, 3, H, W)`` in [−1, 1] for grids) and ``cache_labels(batch)`` (what the
+Stage II token cache encodes). Depth (NYU) is ``losses/uvim_depth.py``,
 panoptic segmentation (COCO) ``losses/uvim_panoptic.py``, colorization (ImageNet)
 ``losses/uvim_colorization.py`` (a continuous map: ``label_channels`` instead of ``label_classes``).
 """

@@ -156,7 +156,7 @@ def test_canonical_labels_after_a_flip_match_a_flipped_scene() -> None:
     differs = 0
     for i in range(4):
         item = data[i]
-        flipped = task.canonical({k: item[k].flip(-1)[None] for k in ("semantics", "instances")})
+        flipped = task.cache_labels({k: item[k].flip(-1)[None] for k in ("semantics", "instances")})
         expected = make_canonical(item["instances"].flip(-1))
         assert torch.equal(flipped["instances"][0], expected)
         assert torch.equal(task.canonical({k: item[k][None] for k in ("semantics", "instances")})["instances"][0],
