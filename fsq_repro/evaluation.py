@@ -191,6 +191,12 @@ def generate(tokenizer, model, options: EvalOptions, cfg_scale: float, hist: tor
         yield uint8_nchw(tokenizer.decode(tokens.view(-1, h, w)))
 
 
+def class_accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
+    """Share of samples that the extractor classifies as the class they were asked for (embedded data only: its
+    classifier knows the data's classes; Inception's 1008 outputs are not ImageNet's label order)."""
+    return float((np.asarray(logits).argmax(1) == np.asarray(labels)).mean())
+
+
 def sampling(tokenizer, model, extractor, ref: Reference, options: EvalOptions, cfg_scale: float | None = None) -> dict:
     alpha = float(options.sampler.get("cfg_scale", 0.0) if cfg_scale is None else cfg_scale)
     hist = torch.zeros(model.codebook_size, dtype=torch.long)
@@ -200,6 +206,11 @@ def sampling(tokenizer, model, extractor, ref: Reference, options: EvalOptions, 
         results["sfid" if extractor.label == "FID" else "sfd"] = results.pop("sfd")
     # samples come class-interleaved (as samples.npz), so ADM's consecutive chunks each see every class
     results.update(inception_score_mode(features["logits"], options.is_mode, options.is_splits))
+    if getattr(extractor, "classes", None) == model.num_classes:  # a classifier of the data's own classes
+        from fsq_repro.generation.sampling_job import labels_for
+
+        asked = labels_for(model.num_classes, options.num_per_class).numpy()
+        results["class_accuracy"] = class_accuracy(features["logits"], asked)
     stats = usage_from_histogram(hist)
     results.update({"cfg_scale": alpha, "sample_usage": float(stats["usage"])})
     return results

@@ -157,6 +157,7 @@ class ShapesClassifierFeatures(nn.Module):
             dist.barrier()
         self.net.eval().requires_grad_(False)
         self.resolution = recipe["resolution"]
+        self.classes = self.net.head.out_features  # the shapes' classes: sampling reports class_accuracy
         self.name = f"shapes-classifier-{key}"
 
     @torch.no_grad()

@@ -67,6 +67,7 @@ def test_shapes_pipeline_end_to_end(tmp_path: Path, shapes_cache_dir: Path) -> N
     smp = results["sampling"]
     assert smp["num_images"] == 20 and smp["is"] >= 1 and smp["cfg_scale"] == 0.2 and "precision" in smp
     assert smp["is_mode"].startswith("adm") and "sfid" not in smp  # sFID only with the Inception extractor
+    assert 0 <= smp["class_accuracy"] <= 1  # the shapes classifier's verdict on the asked-for class
     assert [c["cfg_scale"] for c in results["cfg_sweep"]["curve"]] == [0.0, 1.0]
     assert (tmp_path / "eval_cfg_sweep" / "cfg_sweep.png").is_file()
     logged = (tmp_path / "eval_cfg_sweep" / "csv" / "eval_cfg_sweep" / "metrics.csv").read_text().splitlines()
