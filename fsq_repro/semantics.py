@@ -4,12 +4,14 @@ evidence that it does, for VQ or FSQ.) ``python eval.py task=semantics run=<run 
 For a trained tokenizer and a set of images ``(B, 3, H, W)`` in [−1, 1] (token grid ``(h, w)``, stride
 ``s = H / h``):
 
-a) **Patches of a code** — the ``top_codes`` most frequent codes; for each, up to ``patches_per_code`` image crops
-   around positions that were encoded to it (the token's ``s × s`` cell widened by ``s/2`` on every side: most of
-   what the encoder saw, clamped at the border), in dataset order → ``semantics_patches.png`` (a row per code).
+a) **Patches of a code** — ``top_codes`` codes at evenly spaced frequency ranks (the most frequent first, down to
+   the last code seen ``patches_per_code`` times: the top ranks alone are all background here); for each, up to
+   ``patches_per_code`` image crops around positions that were encoded to it (the token's ``s × s`` cell widened by
+   ``s/2`` on every side: most of what the encoder saw, clamped at the border), in dataset order →
+   ``semantics_patches.png`` (a row per code).
 b) **Painting with a code** — the central ``h/2 × w/2`` tokens of ``paint_images`` images are overwritten with one
-   code, for each of ``paint_codes`` frequent codes, and decoded → ``semantics_paint.png`` (first row: the images
-   decoded untouched; then a row per code). If a code meant a concept, its row would show it in every column.
+   code, for ``paint_codes`` of those codes (evenly spaced again), and decoded → ``semantics_paint.png`` (first
+   row: the images decoded untouched; then a row per code). If a code meant a concept, its row would show it in every column.
 c) **Numbers** — in the extractor's feature space (features centred on the mean of the random patches, cosine):
    ``patch_similarity_within_code`` = mean over codes of the mean pairwise similarity of that code's patches,
    ``patch_similarity_random`` = the same for as many random patches per group; and for b) the similarity of the
@@ -89,9 +91,13 @@ def semantics_study(
     n, h, w = tokens.shape
     size, stride = pixels.shape[-1], pixels.shape[-1] // h
     counts = torch.bincount(tokens.flatten(), minlength=tokenizer.codebook_size)
-    frequent = counts.argsort(descending=True)[:top_codes]
+    # codes at evenly spaced frequency ranks, from the most frequent to the last one seen >= patches_per_code times
+    # (the top ranks alone are all background on the embedded data)
+    ranked = counts.argsort(descending=True)
+    usable = max(1, int((counts >= patches_per_code).sum()))
+    frequent = ranked[torch.linspace(0, usable - 1, min(top_codes, usable)).round().long()]
 
-    # a) patches of the most frequent codes, in dataset order
+    # a) patches of those codes, in dataset order
     flat = tokens.flatten()
     rows = []
     for code in frequent.tolist():
@@ -117,7 +123,8 @@ def semantics_study(
     region = (slice(t0 * stride, (t0 + h // 2) * stride), slice(l0 * stride, (l0 + w // 2) * stride))
     painted_rows = [tokenizer.decode(chosen.to(options.device)).clamp(-1, 1).float().cpu()]
     painted_feats = []
-    for code in frequent[:paint_codes].tolist():
+    paint = frequent[torch.linspace(0, len(frequent) - 1, min(paint_codes, len(frequent))).round().long()]
+    for code in paint.tolist():
         edited = chosen.clone()
         edited[:, t0 : t0 + h // 2, l0 : l0 + w // 2] = code
         decoded = tokenizer.decode(edited.to(options.device)).clamp(-1, 1).float().cpu()
