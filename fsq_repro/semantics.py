@@ -11,7 +11,8 @@ a) **Patches of a code** — ``top_codes`` codes at evenly spaced frequency rank
    ``semantics_patches.png`` (a row per code).
 b) **Painting with a code** — the central ``h/2 × w/2`` tokens of ``paint_images`` images are overwritten with one
    code, for ``paint_codes`` of those codes (evenly spaced again), and decoded → ``semantics_paint.png`` (first
-   row: the images decoded untouched; then a row per code). If a code meant a concept, its row would show it in every column.
+   row: the images decoded untouched; then a row per code). If a code meant a concept, its row would show it in
+   every column.
 c) **Numbers** — in the extractor's feature space (features centred on the mean of the random patches, cosine):
    ``patch_similarity_within_code`` = mean over codes of the mean pairwise similarity of that code's patches,
    ``patch_similarity_random`` = the same for as many random patches per group; and for b) the similarity of the
