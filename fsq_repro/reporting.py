@@ -140,7 +140,9 @@ def plot_tradeoff(rows: list[dict], path: Path) -> Path:
     metric = rows[0]["metric"]
     panels = [("rfd", f"a) reconstruction {metric}"), ("fd", f"b) sampling {metric}"), ("usage", "c) codebook usage"),
               ("bits_per_token", "d) compression cost (bits/token)")]  # fmt: skip
-    fig, axes = plt.subplots(1, 4, figsize=(16, 3.6))
+    panels = [(key, title) for key, title in panels if any(r[key] is not None for r in rows)]  # e.g. no sampling
+    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.6), squeeze=False)
+    axes = axes[0]
     for ax, (key, title) in zip(axes, panels):
         for kind, marker in (("FSQ", "o-"), ("VQ", "s--")):
             points = sorted((r["log2_codebook"], r[key]) for r in rows if r["kind"] == kind and r[key] is not None)
