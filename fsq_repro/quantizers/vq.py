@@ -30,7 +30,8 @@ UViM's VQ (FSQ paper §4.4 and Table 2; big_vision ``models/proj/uvim/vit.py`` a
   sum halves (Linde et al. 1980). The noise comes from a generator seeded by a step counter, so every DDP rank draws
   the same. ``split_dead_codes=False`` is the paper's "VQ without splitting" ablation.
 
-Memory: the ``(N, K)`` distance and softmax matrices dominate (N = vectors in the batch, K = codebook size).
+Memory: the ``(N, K)`` distance and softmax matrices (N = vectors in the batch, K = codebook size) are computed in
+row chunks with a hand-derived backward (``quantizers/assignment.py``), so only ``O(rows · K)`` is ever allocated.
 """
 
 from __future__ import annotations
@@ -42,28 +43,8 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from fsq_repro.quantizers.assignment import assign_and_entropy, nearest_codes
 from fsq_repro.quantizers.base import Quantizer, QuantizerOutput, batch_usage_metrics
-
-
-def squared_distances(flat: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
-    """``(N, d), (K, d) -> (N, K)`` squared Euclidean distances."""
-    return (
-        flat.pow(2).sum(dim=1, keepdim=True) - 2 * flat @ codebook.t() + codebook.pow(2).sum(dim=1)[None, :]
-    ).clamp_min(0)
-
-
-def entropy_loss(distances: torch.Tensor, temperature: float) -> torch.Tensor:
-    """MaskGIT's codebook entropy loss from ``distances: (N, K)``: mean per-row entropy − entropy of the mean row.
-
-    Rows are ``softmax(−distances / temperature)``. The 1e-5 inside the batch-entropy log follows MaskGIT.
-    """
-    logits = -distances / temperature
-    probs = torch.softmax(logits, dim=-1)
-    log_probs = torch.log_softmax(logits, dim=-1)
-    sample_entropy = -(probs * log_probs).sum(dim=-1).mean()
-    avg_probs = probs.mean(dim=0)
-    avg_entropy = -(avg_probs * torch.log(avg_probs + 1e-5)).sum()
-    return sample_entropy - avg_entropy
 
 
 class VectorQuantizer(Quantizer):
@@ -138,7 +119,7 @@ class VectorQuantizer(Quantizer):
         self._check_dim(codes)
         with torch.autocast(device_type=codes.device.type, enabled=False):
             flat = codes.detach().float().reshape(-1, self.dim)
-            return squared_distances(flat, self.codebook()).argmin(dim=1).reshape(codes.shape[:-1])
+            return nearest_codes(flat, self.codebook()).reshape(codes.shape[:-1])
 
     def indexes_to_codes(self, indices: torch.Tensor) -> torch.Tensor:
         """``(...) -> (..., dim)`` float32 embedding lookup."""
@@ -156,8 +137,10 @@ class VectorQuantizer(Quantizer):
             if self.l2_normalize:
                 flat = F.normalize(flat, dim=-1)
             codebook = self.codebook()
-            distances = squared_distances(flat, codebook)
-            indices = distances.argmin(dim=1)
+            if self.entropy_weight > 0:  # assignment and entropy loss in row chunks (quantizers/assignment.py)
+                indices, entropy = assign_and_entropy(flat, codebook, self.entropy_temperature)
+            else:
+                indices, entropy = nearest_codes(flat, codebook), torch.zeros((), device=z.device)
             quantized = F.embedding(indices, codebook)
 
             commitment = F.mse_loss(flat, quantized.detach())
@@ -165,11 +148,6 @@ class VectorQuantizer(Quantizer):
                 codebook_loss = torch.zeros((), device=z.device)
             else:
                 codebook_loss = F.mse_loss(quantized, flat.detach())
-            entropy = (
-                entropy_loss(distances, self.entropy_temperature)
-                if self.entropy_weight > 0
-                else torch.zeros((), device=z.device)
-            )
             loss = codebook_loss + self.beta * commitment + self.entropy_weight * entropy
             codes = quantized.detach() + (flat - flat.detach())  # STE with an exact forward value
 
