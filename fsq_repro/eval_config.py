@@ -108,7 +108,8 @@ def run_one(cfg: DictConfig, task: str, extractor, options: EvalOptions, out_dir
     num_images = cfg.metrics.get("num_images")
     if task == "compression":
         tokenizer, model = tokenizer_and_model(cfg, need_model=True)
-        return evaluation.compression(tokenizer, model, split_batches(cfg, "val", num_images), options)
+        count = cfg.metrics.get("compression_images") or num_images
+        return evaluation.compression(tokenizer, model, split_batches(cfg, "val", count), options)
     if task == "semantics":
         from fsq_repro.semantics import semantics_study
 

@@ -28,7 +28,7 @@ def test_shapes_pipeline_end_to_end(tmp_path: Path, shapes_cache_dir: Path) -> N
             "train.py", run, "experiment=maskgit_shapes", *TINY_DATA, "trainer.max_steps=4",
             "trainer.log_every_n_steps=1", "model.stage1.val_check_interval=2", "model.stage2.val_check_interval=2",
             "model.stage2.batch_size=16", "model.stage2.num_sample_images=2", *TINY_EVAL,
-            f"paths.cache_dir={shapes_cache_dir}",
+            "metrics.compression_images=16", f"paths.cache_dir={shapes_cache_dir}",
         )
     )  # fmt: skip
     for artifact in ("tokenizer.pt", "tokens/meta.json", "maskgit.pt", "stage2/samples_step2.png", "stage1.json",
@@ -52,6 +52,7 @@ def test_shapes_pipeline_end_to_end(tmp_path: Path, shapes_cache_dir: Path) -> N
     # every eval task on the embedded data, in the shapes classifier's feature space (FD-shapes, never "FID")
     pipeline_results = json.loads((run / "results.json").read_text())
     assert set(pipeline_results) == {"reconstruction", "sampling", "compression"}
+    assert [pipeline_results[t]["num_images"] for t in ("reconstruction", "compression")] == [32, 16]
     common = [f"run={run}", f"paths.cache_dir={shapes_cache_dir}", *TINY_DATA, *TINY_EVAL]
     results = {}
     semantics = ["semantics.top_codes=3", "semantics.patches_per_code=4", "semantics.paint_images=3",
