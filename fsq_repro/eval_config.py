@@ -88,41 +88,48 @@ def _keys(path: Path) -> set[str]:
         return set(z.files)
 
 
-def tokenizer_and_model(cfg: DictConfig, need_model: bool):
+def tokenizer_and_model(cfg: DictConfig, need_model: bool, loaded: dict | None = None):
+    """The run's tokenizer (and MaskGIT when ``need_model``), on the default device. ``loaded``: a dict the caller
+    keeps across tasks (the pipeline's ``eval`` stage), so each file is read once."""
     from fsq_repro.artifacts import load_maskgit, load_tokenizer
     from fsq_repro.data.token_cache import file_hash
     from fsq_repro.evaluation import default_device
 
+    loaded = {} if loaded is None else loaded
     tok_path = artifact_path(cfg, "tokenizer", "tokenizer.pt")
-    tokenizer = load_tokenizer(tok_path, device=default_device())
-    model = None
-    if need_model:
-        model = load_maskgit(artifact_path(cfg, "maskgit", "maskgit.pt"), file_hash(tok_path), device=default_device())
-    return tokenizer, model
+    if "tokenizer" not in loaded:
+        loaded["tokenizer"] = load_tokenizer(tok_path, device=default_device())
+    if need_model and "model" not in loaded:
+        loaded["model"] = load_maskgit(
+            artifact_path(cfg, "maskgit", "maskgit.pt"), file_hash(tok_path), device=default_device()
+        )
+    return loaded["tokenizer"], loaded.get("model") if need_model else None
 
 
-def run_one(cfg: DictConfig, task: str, extractor, options: EvalOptions, out_dir: Path) -> dict:
-    """One task with objects built from ``cfg``."""
+def run_one(
+    cfg: DictConfig, task: str, extractor, options: EvalOptions, out_dir: Path, loaded: dict | None = None
+) -> dict:
+    """One task with objects built from ``cfg`` (``loaded``: see ``tokenizer_and_model``)."""
     from fsq_repro import evaluation
 
     num_images = cfg.metrics.get("num_images")
     if task == "compression":
-        tokenizer, model = tokenizer_and_model(cfg, need_model=True)
+        tokenizer, model = tokenizer_and_model(cfg, need_model=True, loaded=loaded)
         count = cfg.metrics.get("compression_images") or num_images
         return evaluation.compression(tokenizer, model, split_batches(cfg, "val", count), options)
     if task == "semantics":
         from fsq_repro.semantics import semantics_study
 
-        tokenizer, _ = tokenizer_and_model(cfg, need_model=False)
+        tokenizer, _ = tokenizer_and_model(cfg, need_model=False, loaded=loaded)
         return semantics_study(tokenizer, extractor, split_images(cfg, "val", num_images), options, out_dir,
                                **OmegaConf.to_container(cfg.get("semantics") or {}, resolve=True))  # fmt: skip
     ref = reference_for(cfg, extractor, options)
     if task == "reconstruction":
-        tokenizer, _ = tokenizer_and_model(cfg, need_model=False)
+        tokenizer, _ = tokenizer_and_model(cfg, need_model=False, loaded=loaded)
         return evaluation.reconstruction(
             tokenizer, extractor, split_images(cfg, "val", num_images), ref, options, out_dir
         )
-    tokenizer, model = tokenizer_and_model(cfg, need_model=True)
+    tokenizer, model = tokenizer_and_model(cfg, need_model=True, loaded=loaded)
     if task == "sampling":
         scale = cfg.get("cfg_scale")
         return evaluation.sampling(tokenizer, model, extractor, ref, options, None if scale is None else float(scale))
@@ -164,9 +171,9 @@ def stage_eval(cfg: DictConfig, run_dir: Path) -> dict:
         raise ConfigError(f"eval_tasks may hold {', '.join(PIPELINE_TASKS)}; got {bad}")
     options = options_from(cfg)
     extractor = build_extractor(cfg)
-    results = {}
+    results, loaded = {}, {}  # tokenizer / MaskGIT read once for all tasks
     for task in cfg.eval_tasks:
-        results[task] = run_one(cfg, task, extractor, options, run_dir)
+        results[task] = run_one(cfg, task, extractor, options, run_dir, loaded)
         print(f"  {task}: " + ", ".join(f"{k}={v:.4g}" for k, v in results[task].items() if isinstance(v, float)))
     write_json(out, results)
     return results

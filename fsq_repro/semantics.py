@@ -61,7 +61,8 @@ def crops_at(pixels: torch.Tensor, positions: list[int], grid: tuple[int, int]) 
     size = pixels.shape[-1]
     stride = size // h
     boxes = [(k // (h * w), crop_box((k % (h * w)) // w, k % w, stride, size)) for k in positions]
-    return torch.stack([pixels[img, :, top:bottom, left:right] for img, (top, left, bottom, right) in boxes])
+    crops = torch.stack([pixels[img, :, top:bottom, left:right] for img, (top, left, bottom, right) in boxes])
+    return crops.float() / 127.5 - 1 if crops.dtype == torch.uint8 else crops  # uint8 store → [-1, 1]
 
 
 def _features(extractor, crops: torch.Tensor, device: str) -> torch.Tensor:
@@ -86,7 +87,7 @@ def semantics_study(
         if batch.shape[-1] != tokenizer.resolution:
             raise ConfigError(f"images are {batch.shape[-1]} px but the tokenizer is {tokenizer.resolution} px: "
                               f"pass data.resolution={tokenizer.resolution}")  # fmt: skip
-        pixels.append(batch.float().cpu())
+        pixels.append(uint8_nchw(batch.float().cpu()))  # uint8: 1/4 of float32 (metrics.num_images caps N)
         tokens.append(tokenizer.encode(batch.to(options.device)).cpu())
     pixels, tokens = torch.cat(pixels), torch.cat(tokens)  # (N, 3, H, W), (N, h, w)
     n, h, w = tokens.shape

@@ -1,13 +1,13 @@
-"""Batched classifier-free guidance (one forward of 2B rows per step) vs two forward passes of B rows.
+"""Sampler overhead: a 12-step MaskGIT decode with batched classifier-free guidance vs 12 transformer forwards of the
+same 2B rows (the sampler's own work — softmax over B×N×C, multinomial, Gumbel, argsorts — is the difference).
 
-    python scripts/bench_sampler.py [--batch 32] [--repeats 3]
+    python scripts/bench_sampler.py [--nets shapes|fsq] [--batch 32] [--repeats 3] [--device cpu] [--profile]
 
-Same model (model/stage2/tiny sizes, 8×8 tokens, 125 codes, 10 classes), same labels and seeds, MaskGIT's 12 steps.
-Prints both times and, last, ``ratio: <two-pass time / batched time>``.
-
-Batching saves only what two calls cost beyond one call of twice the rows; ``--ceiling`` first prints that bound
-for the forward pass alone, ``2·t(B rows) / t(2B rows)``, for B = 1 … 32 (the sampler's other work only dilutes
-it): near 2 where a call is overhead-bound (small models on a GPU), near 1 where it is compute-bound.
+``--nets shapes``: the ``maskgit_shapes`` nets (model/stage2/tiny: 4 × 192, 8×8 tokens, 125 codes, 10 classes),
+default batch 32; ``--nets fsq``: the ``maskgit_fsq`` nets (model/stage2/maskgit_base: 24 × 768, 16×16 tokens,
+1000 codes, 1000 classes), default batch 2. Prints both times and, last,
+``ratio: <sampler time / (12 × forward time of 2B rows)>`` (goal ≤ 1.05). ``--profile`` prints the top ops of one
+decode (torch.profiler); ``--two-pass`` also times the unbatched guidance (two forwards of B rows per step).
 """
 
 from __future__ import annotations
@@ -20,51 +20,69 @@ import torch
 from fsq_repro.generation.sampler import sample_with_model
 from fsq_repro.nets.transformer import MaskGITTransformer
 
+NETS = {  # (codebook_size, num_classes, num_tokens, hidden, depth, heads, mlp), default batch
+    "shapes": ((125, 10, 64, 192, 4, 4, 768), 32),
+    "fsq": ((1000, 1000, 256, 768, 24, 16, 3072), 2),
+}
 
-def best_time(fn, repeats: int) -> float:
+
+def best_time(fn, repeats: int, device: torch.device) -> float:
     fn()  # warm-up
     times = []
     for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
         start = time.perf_counter()
         fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
     return min(times)
 
 
-def forward_time(model: MaskGITTransformer, rows: int, repeats: int) -> float:
-    tokens = torch.full((rows, model.num_tokens), model.mask_token_id)
-    ids = model.class_embedder(torch.zeros(rows, dtype=torch.long))
-    return best_time(lambda: model(tokens, ids), max(repeats, 20))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--nets", choices=sorted(NETS), default="shapes")
+    parser.add_argument("--batch", type=int, default=None, help="default: 32 (shapes), 2 (fsq)")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--ceiling", action="store_true", help="also time the forward pass alone at B and 2B rows")
+    parser.add_argument("--steps", type=int, default=12)  # MaskGIT §3.2 / FSQ paper §4.3
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--two-pass", action="store_true", help="also time guidance as two forwards of B rows")
     args = parser.parse_args()
+    device = torch.device(args.device)
+    (codes, classes, tokens, hidden, depth, heads, mlp), default_batch = NETS[args.nets]
+    batch = args.batch or default_batch
     torch.manual_seed(0)
-    model = MaskGITTransformer(125, 10, 64, hidden_dim=192, depth=4, num_heads=4, mlp_dim=768).eval()
-    if args.ceiling:
-        with torch.inference_mode():
-            for rows in (1, 2, 4, 8, 16, 32):
-                one, two = (forward_time(model, n, args.repeats) for n in (rows, 2 * rows))
-                print(f"forward only, B = {rows:2d}: t(B) {one * 1e3:7.2f} ms, t(2B) {two * 1e3:7.2f} ms, "
-                      f"ceiling 2·t(B)/t(2B) = {2 * one / two:.2f}")  # fmt: skip
-    labels = torch.arange(args.batch) % 10
+    model = MaskGITTransformer(codes, classes, tokens, hidden_dim=hidden, depth=depth, num_heads=heads, mlp_dim=mlp)
+    model = model.to(device).eval()
+    labels = torch.arange(batch, device=device) % classes
 
-    def run(batched: bool):
-        return lambda: sample_with_model(
-            model, labels, generator=torch.Generator().manual_seed(0), cfg_scale=1.0, batched_cfg=batched
-        )
+    def decode(batched: bool = True):
+        return lambda: sample_with_model(model, labels, generator=torch.Generator(device).manual_seed(0),
+                                         cfg_scale=1.0, batched_cfg=batched, steps=args.steps)  # fmt: skip
 
+    rows = torch.full((2 * batch, tokens), model.mask_token_id, device=device)
+    rows[:, ::3] = torch.randint(0, codes, (2 * batch, len(range(0, tokens, 3))), device=device)
+    ids = torch.cat([model.class_embedder(labels), torch.full_like(labels, model.class_embedder.null_id)])
     with torch.inference_mode():
-        same = torch.equal(run(True)(), run(False)())
-        batched, two_pass = best_time(run(True), args.repeats), best_time(run(False), args.repeats)
-    print(
-        f"batch {args.batch}, 12 steps: batched CFG {batched:.3f} s, two passes {two_pass:.3f} s, same tokens: {same}"
-    )
-    print(f"ratio: {two_pass / batched:.2f}")
+        t_forward = best_time(lambda: model(rows, ids), max(args.repeats, 5), device)
+        t_sampler = best_time(decode(), args.repeats, device)
+        if args.two_pass:
+            print(f"two passes of B rows per step: {best_time(decode(False), args.repeats, device):.3f} s")
+        if args.profile:
+            from torch.profiler import ProfilerActivity, profile
+
+            activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+            with profile(activities=activities) as prof:
+                decode()()
+            key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+            print(prof.key_averages().table(sort_by=key, row_limit=15))
+    forwards = args.steps * t_forward
+    print(f"{args.nets} nets, batch {batch} ({2 * batch} rows with guidance), {args.steps} steps: sampler "
+          f"{t_sampler:.3f} s, {args.steps} forwards {forwards:.3f} s, "
+          f"overhead {t_sampler - forwards:+.3f} s")  # fmt: skip
+    print(f"ratio: {t_sampler / forwards:.2f}")
 
 
 if __name__ == "__main__":

@@ -1,66 +1,133 @@
-"""Achieved GFLOP/s of a Stage II training step (FLOPs counted analytically) next to a plain matmul's GFLOP/s.
+"""Stage II training step vs the matmul limit of the same machine, at the step's own GEMM shapes.
 
-    python scripts/bench_stage2_flops.py [--batch 64] [--steps 5] [--depth 4 --width 192]
+    python scripts/bench_stage2_flops.py [--preset tiny|mid] [--steps 5] [--dropout 0.1] [--compile] [--device cpu]
 
-Training FLOPs = 3 × forward FLOPs (backward ≈ 2 × forward); forward FLOPs per sequence position come from
-``MaskGITTransformer.flops_per_token`` (dense layers, attention scores and values, tied head). The matmul reference
-is a square fp32 (and bf16) ``torch.mm`` of the same machine. Last line: ``ratio: <step GFLOP/s / matmul GFLOP/s>``.
+- FLOPs of one full training step (masking, forward, masked-token loss, backward) are **counted** with
+  ``torch.utils.flop_counter.FlopCounterMode``, not by formula.
+- The limit: every matrix multiply (``mm``/``addmm``/``bmm``) the step issues is recorded with its shapes (a
+  ``TorchDispatchMode``), then each is timed alone in bf16 (the step's autocast dtype) — achieved matmul FLOP/s at
+  exactly the model's GEMMs.
+- ``ratio = (step FLOPs / step time) / (GEMM FLOPs / GEMM time)`` (goal ≥ 0.6), printed last.
+
+Presets: ``tiny`` = model/stage2/tiny (4 × 192, 64 tokens, 125 codes, batch 64); ``mid`` = 8 × 512, 256 tokens,
+1000 codes, batch 32. ``--dropout`` overrides the official 0.1 (FSQ paper §4.3 / MaskGIT) to see what it costs;
+``--compile`` wraps the transformer in ``torch.compile`` (``model.stage2.compile``).
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from collections import Counter
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import FlopCounterMode
 
 from fsq_repro.lit.maskgit_module import MaskGITModule
 from fsq_repro.nets.transformer import MaskGITTransformer
 
+PRESETS = {
+    "tiny": dict(depth=4, width=192, heads=4, mlp=768, tokens=64, codes=125, classes=10, batch=64),
+    "mid": dict(depth=8, width=512, heads=8, mlp=2048, tokens=256, codes=1000, classes=1000, batch=32),
+}
+GEMMS = {"mm", "addmm", "bmm", "baddbmm"}
 
-def matmul_gflops(n: int = 1024, dtype=torch.float32, repeats: int = 10) -> float:
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    torch.mm(a, b)
-    start = time.perf_counter()
-    for _ in range(repeats):
-        torch.mm(a, b)
-    return 2 * n**3 * repeats / (time.perf_counter() - start) / 1e9
+
+class GemmRecorder(TorchDispatchMode):
+    """Counts the ``(op, shapes)`` of every matrix multiply dispatched inside the mode."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: Counter = Counter()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = func.overloadpacket.__name__
+        if name in GEMMS:
+            mats = [a for a in args if isinstance(a, torch.Tensor)]
+            mats = mats[-2:]  # addmm/baddbmm: (bias, a, b)
+            self.calls[(name, tuple(mats[0].shape), tuple(mats[1].shape))] += 1
+        return func(*args, **(kwargs or {}))
+
+
+def gemm_limit(calls: Counter, device: torch.device, repeats: int = 5) -> tuple[float, float]:
+    """``(FLOPs, seconds)`` of the recorded GEMMs, each timed alone in bf16 (best of ``repeats``)."""
+    total_flops, total_time = 0.0, 0.0
+    for (_op, sa, sb), count in calls.items():
+        a = torch.randn(sa, dtype=torch.bfloat16, device=device)
+        b = torch.randn(sb, dtype=torch.bfloat16, device=device)
+        op = torch.bmm if len(sa) == 3 else torch.mm
+        op(a, b)
+        best = float("inf")
+        for _ in range(repeats):
+            sync(device)
+            start = time.perf_counter()
+            op(a, b)
+            sync(device)
+            best = min(best, time.perf_counter() - start)
+        batch = sa[0] if len(sa) == 3 else 1
+        total_flops += 2 * batch * sa[-2] * sa[-1] * sb[-1] * count
+        total_time += best * count
+    return total_flops, total_time
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="tiny")
+    parser.add_argument("--batch", type=int, default=None)
     parser.add_argument("--steps", type=int, default=5)
-    parser.add_argument("--tokens", type=int, default=64)
-    parser.add_argument("--depth", type=int, default=4)
-    parser.add_argument("--width", type=int, default=192)
+    parser.add_argument("--dropout", type=float, default=0.1)  # MaskGIT / FSQ paper §4.3
+    parser.add_argument("--compile", action="store_true")
+    parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
+    p = PRESETS[args.preset]
+    batch, device = args.batch or p["batch"], torch.device(args.device)
     torch.manual_seed(0)
-    model = MaskGITTransformer(125, 10, args.tokens, hidden_dim=args.width, depth=args.depth,
-                               num_heads=max(1, args.width // 48), mlp_dim=4 * args.width)  # fmt: skip
-    module = MaskGITModule(model)
-    opt = torch.optim.AdamW(model.parameters(), 1e-4)
-    batch = {"tokens": torch.randint(0, 125, (args.batch, args.tokens)), "label": torch.randint(0, 10, (args.batch,))}
-    results = {}
-    for name, bf16 in (("fp32", False), ("bf16", True)):
-        times = []
-        for step in range(args.steps + 1):
-            start = time.perf_counter()
-            with torch.autocast("cpu", torch.bfloat16, enabled=bf16):
-                loss, _, _ = module._masked_step(batch)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            if step:
-                times.append(time.perf_counter() - start)
-        flops = 3 * model.flops_per_token() * (args.tokens + 1) * args.batch
-        sec = sum(times) / len(times)
-        results[name] = flops / sec / 1e9
-        mm = matmul_gflops(dtype=torch.bfloat16 if bf16 else torch.float32)
-        results[f"mm_{name}"] = mm
-        print(f"{name}: {sec:.3f} s/step, {flops / 1e9:.1f} GFLOP/step -> {results[name]:.1f} GFLOP/s; "
-              f"1024² matmul {mm:.1f} GFLOP/s")  # fmt: skip
-    print(f"ratio: {results['bf16'] / results['mm_bf16']:.2f}")
+    model = MaskGITTransformer(p["codes"], p["classes"], p["tokens"], hidden_dim=p["width"], depth=p["depth"],
+                               num_heads=p["heads"], mlp_dim=p["mlp"], dropout=args.dropout).to(device)  # fmt: skip
+    module = MaskGITModule(model, compile=args.compile)
+    opt = module.configure_optimizers()["optimizer"]
+    data = {"tokens": torch.randint(0, p["codes"], (batch, p["tokens"]), device=device),
+            "label": torch.randint(0, p["classes"], (batch,), device=device)}  # fmt: skip
+
+    def step() -> None:
+        with torch.autocast(device.type, torch.bfloat16):
+            loss, _, _ = module._masked_step(data)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    start = time.perf_counter()
+    step()  # warm-up (and compilation)
+    first = time.perf_counter() - start
+    with FlopCounterMode(display=False) as counter:
+        step()
+    flops = counter.get_total_flops()
+    recorder = GemmRecorder()
+    with recorder:
+        step()
+    times = []
+    for _ in range(args.steps):
+        sync(device)
+        start = time.perf_counter()
+        step()
+        sync(device)
+        times.append(time.perf_counter() - start)
+    step_time = sorted(times)[len(times) // 2]
+    gemm_flops, gemm_time = gemm_limit(recorder.calls, device)
+    achieved, limit = flops / step_time / 1e9, gemm_flops / gemm_time / 1e9
+    print(f"{args.preset}: {p['depth']} x {p['width']}, {p['tokens']} tokens, batch {batch}, dropout {args.dropout}"
+          f"{', compiled' if args.compile else ''}; first step {first:.2f} s")  # fmt: skip
+    print(f"step: {step_time * 1e3:.1f} ms (median of {args.steps}), {flops / 1e9:.2f} GFLOP counted "
+          f"-> {achieved:.1f} GFLOP/s")  # fmt: skip
+    print(f"its {sum(recorder.calls.values())} GEMMs ({len(recorder.calls)} shapes) alone in bf16: "
+          f"{gemm_flops / 1e9:.2f} GFLOP in {gemm_time * 1e3:.1f} ms -> {limit:.1f} GFLOP/s")  # fmt: skip
+    print(f"ratio: {achieved / limit:.2f}")
 
 
 if __name__ == "__main__":

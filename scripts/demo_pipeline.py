@@ -43,6 +43,7 @@ def main() -> None:
         ("perplexity (val)", f"{rec.get('perplexity', float('nan')):.1f}"),
         ("reconstruction FD-shapes", f"{rec.get('rfd', float('nan')):.1f}"),
         (f"sampling FD-shapes (α = {smp.get('cfg_scale')})", f"{smp.get('fd', float('nan')):.1f}"),
+        ("sampling class accuracy (classifier agrees with the asked class)", f"{smp.get('class_accuracy', nan):.1%}"),
         ("sampling precision / recall", f"{smp.get('precision', nan):.3f} / {smp.get('recall', nan):.3f}"),
         ("sampling IS (shapes classifier)", f"{smp.get('is', float('nan')):.2f}"),
         ("compression, bits/token (uniform)",

@@ -83,6 +83,7 @@ def test_the_ratio_benchmarks_run_and_end_with_their_ratio_line() -> None:
     for script, args in [("bench_sampler.py", ["--batch", "2", "--repeats", "1"]),
                          ("bench_token_cache.py", ["--images", "192", "--batch", "64"]),
                          ("bench_vq.py", ["--codes", "64", "--rows", "32", "--repeats", "1"]),
+                         ("bench_fsq.py", ["--shape", "2", "4", "--repeats", "1"]),
                          ("bench_uvim_decode.py", ["--batch", "2", "--seq-len", "8", "--width", "32", "--layers", "1",
                                                    "--input-size", "16", "--repeats", "1"])]:  # fmt: skip
         proc = subprocess.run([sys.executable, f"scripts/{script}", *args], cwd=ROOT, capture_output=True, text=True,

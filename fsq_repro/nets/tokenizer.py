@@ -69,8 +69,8 @@ class Tokenizer(nn.Module):
 
     @torch.no_grad()
     def encode(self, images: torch.Tensor) -> torch.Tensor:
-        """``(B, 3, H, W)`` in [−1, 1] → ``(B, h, w)`` int64 tokens."""
-        return self.quantize(images).indices
+        """``(B, 3, H, W)`` in [−1, 1] → ``(B, h, w)`` int64 tokens (no quantizer losses computed)."""
+        return self.quantizer.indices(self.encoder(images).permute(0, 2, 3, 1))
 
     @torch.no_grad()
     def decode(self, indices: torch.Tensor) -> torch.Tensor:

@@ -44,6 +44,12 @@ class Quantizer(nn.Module):
     def forward(self, z: torch.Tensor) -> QuantizerOutput:
         raise NotImplementedError
 
+    @torch.no_grad()
+    def indices(self, z: torch.Tensor) -> torch.Tensor:
+        """``(..., d)`` encoder outputs → ``(...)`` int64 tokens, the same as ``forward(z).indices`` without the
+        losses and metrics (tokenization); quantizers override it where that saves work."""
+        return self(z).indices
+
     def config(self) -> dict:
         """Plain-container description sufficient to rebuild this quantizer (used by the tokenizer export)."""
         raise NotImplementedError

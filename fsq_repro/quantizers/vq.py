@@ -126,16 +126,24 @@ class VectorQuantizer(Quantizer):
         return F.embedding(indices.to(torch.int64), self.codebook())
 
     # --- forward ---------------------------------------------------------------------------------------
+    def _flat(self, z: torch.Tensor) -> torch.Tensor:
+        """``(..., dim) -> (N, dim)`` float32 vectors as compared with the codebook (standardized / unit-norm)."""
+        flat = z.float().reshape(-1, self.dim)
+        if self.standardize:  # jax.nn.standardize: (x - mean) / sqrt(var + 1e-5) over channels
+            flat = (flat - flat.mean(-1, keepdim=True)) * torch.rsqrt(flat.var(-1, unbiased=False, keepdim=True) + 1e-5)
+        return F.normalize(flat, dim=-1) if self.l2_normalize else flat
+
+    @torch.no_grad()
+    def indices(self, z: torch.Tensor) -> torch.Tensor:
+        """``(..., dim) -> (...)`` tokens: the forward's assignment without the entropy loss (tokenization)."""
+        self._check_dim(z)
+        with torch.autocast(device_type=z.device.type, enabled=False):
+            return nearest_codes(self._flat(z), self.codebook()).reshape(z.shape[:-1])
+
     def forward(self, z: torch.Tensor) -> QuantizerOutput:
         self._check_dim(z)
         with torch.autocast(device_type=z.device.type, enabled=False):
-            flat = z.float().reshape(-1, self.dim)
-            if self.standardize:  # jax.nn.standardize: (x - mean) / sqrt(var + 1e-5) over channels
-                flat = (flat - flat.mean(-1, keepdim=True)) * torch.rsqrt(
-                    flat.var(-1, unbiased=False, keepdim=True) + 1e-5
-                )
-            if self.l2_normalize:
-                flat = F.normalize(flat, dim=-1)
+            flat = self._flat(z)
             codebook = self.codebook()
             if self.entropy_weight > 0:  # assignment and entropy loss in row chunks (quantizers/assignment.py)
                 indices, entropy = assign_and_entropy(flat, codebook, self.entropy_temperature)

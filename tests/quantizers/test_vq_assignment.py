@@ -89,3 +89,20 @@ def test_vq_module_loss_and_grads_match_the_direct_formula() -> None:
     scale = z2.grad.abs().max().item()
     assert (z.grad.double() - z2.grad).abs().max().item() < 1e-4 * scale
     assert (vq.embedding.grad.double() - emb.grad).abs().max().item() < 1e-4 * emb.grad.abs().max().item()
+
+
+@pytest.mark.parametrize("options", [{}, {"l2_normalize": True}, {"standardize": True, "ema_decay": 0.99}])
+def test_tokenization_indices_equal_the_forward_assignment(options: dict) -> None:
+    """``indices`` (no entropy loss, used by ``tokenizer.encode``) assigns exactly like ``forward`` and like brute
+    force on the vectors the forward compares (standardized / unit-norm)."""
+    torch.manual_seed(5)
+    vq = VectorQuantizer(codebook_size=2000, dim=6, **options).eval()  # eval: no EMA update in between
+    z = torch.randn(3, 7, 11, 6) * 2 + 0.5
+    idx = vq.indices(z)
+    assert idx.shape == (3, 7, 11) and torch.equal(idx, vq(z).indices)
+    flat = z.reshape(-1, 6).double()
+    if options.get("standardize"):
+        flat = (flat - flat.mean(-1, keepdim=True)) / torch.sqrt(flat.var(-1, unbiased=False, keepdim=True) + 1e-5)
+    if options.get("l2_normalize"):
+        flat = flat / flat.norm(dim=-1, keepdim=True)
+    assert torch.equal(idx.reshape(-1), torch.cdist(flat, vq.codebook().double()).argmin(1))

@@ -1,0 +1,82 @@
+"""The FSQ op (FSQ paper App. A.1, ``fsq_repro/quantizers/fsq.py``) vs the popular port
+(``vector_quantize_pytorch.FSQ``, lucidrains) and vs the elementwise limit.
+
+    python scripts/bench_fsq.py [--shape 64 16 16] [--repeats 50] [--device cpu]
+
+Forward + backward (``codes.sum().backward()``) on the same ``(*shape, d)`` tensor, for ``[8,5,5,5]`` and
+``[8,8,8,6,5]`` (Table 1 |C| = 1000 and 15 360), in float32 and under bf16 autocast. Both produce codes and indices;
+ours also counts the batch's usage (perplexity, share of codes hit), which the port does not. The elementwise limit
+is one ``tanh`` forward + backward over the same tensor. Prints a table and, last,
+``ratio: <max over the four settings of ours / port>`` (goal ≤ 1.0; ours / tanh is printed per row, goal ≤ 4).
+The port is a bench-only dependency (requirements-extra.txt).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from fsq_repro.quantizers.fsq import FSQ
+
+
+def best_time(fn, repeats: int, device: torch.device) -> float:
+    for _ in range(3):
+        fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    times.sort()
+    return times[len(times) // 2]  # median: robust on a shared machine
+
+
+def fwd_bwd(fn, base: torch.Tensor, bf16: bool):
+    """One forward (under bf16 autocast when asked) and backward of ``fn`` on a fresh leaf copy of ``base``."""
+
+    def run() -> None:
+        z = base.clone().requires_grad_()
+        with torch.autocast(base.device.type, dtype=torch.bfloat16, enabled=bf16):
+            codes = fn(z)
+        codes.float().sum().backward()
+
+    return run
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--shape", type=int, nargs="+", default=[64, 16, 16])
+    parser.add_argument("--repeats", type=int, default=50)
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+    try:
+        from vector_quantize_pytorch import FSQ as PortFSQ
+    except ImportError:
+        raise SystemExit(
+            "error: bench_fsq.py needs vector-quantize-pytorch (pip install -r requirements-extra.txt)"
+        ) from None
+    device = torch.device(args.device)
+    worst = 0.0
+    for levels in ([8, 5, 5, 5], [8, 8, 8, 6, 5]):
+        ours, port = FSQ(levels).to(device), PortFSQ(levels).to(device)
+        base = torch.randn(*args.shape, len(levels), device=device)
+        for bf16 in (False, True):
+            t_ours = best_time(fwd_bwd(lambda z, q=ours: q(z).codes, base, bf16), args.repeats, device)
+            t_port = best_time(fwd_bwd(lambda z, q=port: q(z)[0], base, bf16), args.repeats, device)
+            t_tanh = best_time(fwd_bwd(torch.tanh, base, bf16), args.repeats, device)
+            worst = max(worst, t_ours / t_port)
+            name = "bf16 autocast" if bf16 else "float32"
+            print(f"FSQ{levels} {name:13s} ours {t_ours * 1e6:8.1f} us  port {t_port * 1e6:8.1f} us  "
+                  f"tanh {t_tanh * 1e6:7.1f} us  ours/port {t_ours / t_port:.2f}  "
+                  f"ours/tanh {t_ours / t_tanh:.2f}")  # fmt: skip
+    print(f"ratio: {worst:.2f}")
+
+
+if __name__ == "__main__":
+    main()
