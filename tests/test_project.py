@@ -82,6 +82,7 @@ def test_the_ratio_benchmarks_run_and_end_with_their_ratio_line() -> None:
 
     for script, args in [("bench_sampler.py", ["--batch", "2", "--repeats", "1"]),
                          ("bench_token_cache.py", ["--images", "192", "--batch", "64"]),
+                         ("bench_token_cache.py", ["--images", "24", "--batch", "8", "--jpeg"]),
                          ("bench_vq.py", ["--codes", "64", "--rows", "32", "--repeats", "1"]),
                          ("bench_fsq.py", ["--shape", "2", "4", "--repeats", "1"]),
                          ("bench_uvim_decode.py", ["--batch", "2", "--seq-len", "8", "--width", "32", "--layers", "1",
