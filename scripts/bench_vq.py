@@ -1,9 +1,9 @@
 """VQ assignment + MaskGIT entropy loss: the direct ``(N, K)`` form vs the chunked one (quantizers/assignment.py).
 
-    python scripts/bench_vq.py [--codes 16384] [--rows 2048] [--dim 8] [--repeats 3] [--device cpu]
+    python scripts/bench_vq.py [--codes 16384] [--rows 1024] [--dim 256] [--repeats 3] [--device cpu]
 
 Forward + backward of the distances, argmin and entropy loss for ``N = rows`` encoder vectors against ``K = codes``
-codes (2048 rows = a 64 px batch of 32 at 8×8 tokens, the CPU trade-off study's Stage I step). Prints both times,
+codes (1024 rows = a 64 px batch of 16 at 8×8 tokens, the CPU trade-off study's Stage I step). Prints both times,
 the peak extra memory on CUDA, and, last, ``ratio: <chunked time / direct time>`` (lower is better).
 """
 
@@ -34,8 +34,8 @@ def best_time(fn, repeats: int, device: torch.device) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--codes", type=int, default=16384)
-    parser.add_argument("--rows", type=int, default=2048)
-    parser.add_argument("--dim", type=int, default=8)
+    parser.add_argument("--rows", type=int, default=1024)
+    parser.add_argument("--dim", type=int, default=256)  # MaskGIT VQGAN embedding dim (quantizer/vq_*.yaml)
     parser.add_argument("--temperature", type=float, default=0.01)  # MaskGIT's entropy-loss temperature
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cpu")

@@ -1,10 +1,10 @@
 """The CPU trade-off study in one command (FSQ paper §5.1, Fig. 3; issue: reproduce where it can be run):
 ``train.py -m experiment=tradeoff_shapes`` (FSQ at the Table 1 level sets 2^8…2^16, VQ with entropy loss at
-2^8…2^16), then ``scripts/report.py`` on the multirun → ``report.md``, ``tradeoff.png`` and ``report.json``, and
-``table.md``: the README table (usage, codes used, the uniform ceiling, PSNR, rFD / rPrecision / rRecall, bits per
-token, minutes per job).
+2^8…2^14, and 2^16 with ``--with-vq-65536``), then ``scripts/report.py`` on the multirun → ``report.md``,
+``tradeoff.png`` and ``report.json``, and ``table.md``: the README table (usage, codes used, the uniform
+ceiling, PSNR, rFD / rPrecision / rRecall, bits per token, minutes per job).
 
-    python scripts/tradeoff_shapes.py [--out outputs/tradeoff_shapes] [--readme] [extra Hydra overrides ...]
+    python scripts/tradeoff_shapes.py [--out outputs/tradeoff_shapes] [--with-vq-65536] [--readme] [overrides ...]
     python scripts/tradeoff_shapes.py --table-only --out <multirun dir> [--readme]   # tables of finished jobs
 
 ``--readme`` replaces the block between ``<!-- tradeoff-table -->`` markers in README.md. Numbers are FD-shapes
@@ -23,6 +23,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 MARK = "<!-- tradeoff-table -->", "<!-- /tradeoff-table -->"
+EXPERIMENT = ROOT / "configs" / "experiment" / "tradeoff_shapes.yaml"
 
 
 def job_minutes(job: Path) -> float | None:
@@ -70,6 +71,7 @@ def main() -> None:
     )
     parser.add_argument("--table-only", action="store_true", help="only (re)write the report and table of <out>")
     parser.add_argument("--readme", action="store_true", help="write the table into README.md")
+    parser.add_argument("--with-vq-65536", action="store_true", help="a 10th job: VQ 2^16 (about 25 min more)")
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for every job")
     args = parser.parse_args()
     out = Path(args.out).resolve()
@@ -77,6 +79,11 @@ def main() -> None:
         start = time.perf_counter()
         cmd = [sys.executable, "train.py", "-m", "experiment=tradeoff_shapes", f"hydra.sweep.dir={out}",
                *args.overrides]  # fmt: skip
+        if args.with_vq_65536:
+            import yaml
+
+            study = yaml.safe_load(EXPERIMENT.read_text())["hydra"]["sweeper"]["params"]["quantizer"]
+            cmd.append(f"hydra.sweeper.params.quantizer={study},vq_65536")
         subprocess.run(cmd, cwd=ROOT, check=True)
         print(f"trade-off study: {(time.perf_counter() - start) / 60:.1f} min for the multirun", flush=True)
     subprocess.run([sys.executable, "scripts/report.py", str(out), "--out", str(out / "report")], cwd=ROOT, check=True)

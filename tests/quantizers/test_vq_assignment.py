@@ -21,13 +21,13 @@ def _numpy_entropy(x: np.ndarray, e: np.ndarray, temperature: float) -> float:
     return float(sample + (avg * np.log(avg + 1e-5)).sum())
 
 
-@pytest.mark.parametrize("elements", [7 * 13, 64, 10**6])  # 7 rows per chunk (ragged tail), 4 rows, one chunk
-def test_forward_equals_numpy_and_gradients_equal_autograd_of_the_direct_form(elements: int) -> None:
+@pytest.mark.parametrize("rows", [7, 4, 1000])  # 7 rows per chunk (ragged tail), 4 rows, one chunk
+def test_forward_equals_numpy_and_gradients_equal_autograd_of_the_direct_form(rows: int) -> None:
     torch.manual_seed(0)
     n, k, d, temperature = 50, 13, 4, 0.5
     x = torch.randn(n, d, dtype=torch.float64, requires_grad=True)
     e = torch.randn(k, d, dtype=torch.float64, requires_grad=True)
-    idx, loss = assign_and_entropy(x, e, temperature, elements=elements)
+    idx, loss = assign_and_entropy(x, e, temperature, rows=rows)
 
     xn, en = x.detach().numpy(), e.detach().numpy()
     brute = ((xn[:, None, :] - en[None]) ** 2).sum(-1).argmin(1)
@@ -47,14 +47,14 @@ def test_gradients_pass_finite_differences() -> None:
     torch.manual_seed(1)
     x = torch.randn(9, 3, dtype=torch.float64, requires_grad=True)
     e = torch.randn(5, 3, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda a, b: assign_and_entropy(a, b, 0.3, elements=10)[1], (x, e))
+    assert torch.autograd.gradcheck(lambda a, b: assign_and_entropy(a, b, 0.3, rows=2)[1], (x, e))
 
 
 def test_float32_gradient_with_a_codebook_without_grad() -> None:
     torch.manual_seed(2)
     x = torch.randn(20, 3, requires_grad=True)
     e = torch.randn(6, 3)  # EMA codebooks: no grad
-    _, loss = assign_and_entropy(x, e, 0.1, elements=12)
+    _, loss = assign_and_entropy(x, e, 0.1, rows=2)
     loss.backward()
     x64 = x.detach().double().requires_grad_()
     entropy_loss(squared_distances(x64, e.double()), 0.1).backward()  # float64 direct form
@@ -65,7 +65,7 @@ def test_nearest_codes_chunks_equal_brute_force() -> None:
     torch.manual_seed(3)
     x, e = torch.randn(101, 6), torch.randn(40, 6)
     brute = torch.cdist(x.double(), e.double()).argmin(1)
-    assert torch.equal(nearest_codes(x, e, elements=40 * 9), brute)
+    assert torch.equal(nearest_codes(x, e, rows=9), brute)
 
 
 def test_vq_module_loss_and_grads_match_the_direct_formula() -> None:
