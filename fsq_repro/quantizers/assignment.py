@@ -83,6 +83,18 @@ class _AssignAndEntropy(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, flat: torch.Tensor, codebook: torch.Tensor, temperature: float, rows: int):
+        # float32 throughout, in forward and (below) in backward, which runs under whatever autocast is active when
+        # `.backward()` is called (Lightning: bf16) — bf16 distances at T = 0.01 make the probabilities noise
+        with torch.autocast(flat.device.type, enabled=False):
+            return _AssignAndEntropy._forward(ctx, flat, codebook, temperature, rows)
+
+    @staticmethod
+    def backward(ctx, _grad_indices, grad_loss):
+        with torch.autocast(grad_loss.device.type, enabled=False):
+            return _AssignAndEntropy._backward(ctx, grad_loss)
+
+    @staticmethod
+    def _forward(ctx, flat: torch.Tensor, codebook: torch.Tensor, temperature: float, rows: int):
         n, k = flat.shape[0], codebook.shape[0]
         code_sq = codebook.pow(2).sum(dim=1)
         indices = torch.empty(n, dtype=torch.int64, device=flat.device)
@@ -103,13 +115,13 @@ class _AssignAndEntropy(torch.autograd.Function):
         return indices, loss
 
     @staticmethod
-    def backward(ctx, _grad_indices, grad_loss):
+    def _backward(ctx, grad_loss: torch.Tensor):
         flat, codebook, avg = ctx.saved_tensors
         need_x, need_e = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         n, temperature = flat.shape[0], ctx.temperature
         g = -(torch.log(avg + 1e-5) + avg / (avg + 1e-5))  # dH(q)/dq
         code_sq = codebook.pow(2).sum(dim=1)
-        scale = grad_loss / (n * temperature)  # ∂loss/∂D = (1/(N T)) p (h − <h>)
+        scale = grad_loss.to(flat.dtype) / (n * temperature)  # ∂loss/∂D = (1/(N T)) p (h − <h>)
         grad_x = torch.empty_like(flat) if need_x else None
         grad_e = torch.zeros_like(codebook) if need_e else None
         grad_e_rows = torch.zeros_like(code_sq) if need_e else None

@@ -106,3 +106,19 @@ def test_tokenization_indices_equal_the_forward_assignment(options: dict) -> Non
     if options.get("l2_normalize"):
         flat = flat / flat.norm(dim=-1, keepdim=True)
     assert torch.equal(idx.reshape(-1), torch.cdist(flat, vq.codebook().double()).argmin(1))
+
+
+def test_backward_under_bf16_autocast_stays_float32() -> None:
+    """Lightning calls ``.backward()`` inside bf16 autocast: the recomputed distances must still be float32 (a bf16
+    recomputation at T = 0.01 turned the entropy gradient into noise and VQ tokenizers lost their colours)."""
+    torch.manual_seed(6)
+    x = (torch.randn(300, 32) * 0.3).requires_grad_()
+    e = (torch.rand(500, 32) * 2 - 1).mul(0.08).requires_grad_()
+    _, loss = assign_and_entropy(x, e, 0.01, rows=64)
+    gx, ge = torch.autograd.grad(loss, (x, e))
+    x2, e2 = x.detach().clone().requires_grad_(), e.detach().clone().requires_grad_()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        _, loss2 = assign_and_entropy(x2, e2, 0.01, rows=64)
+        (loss2 * 1.0).backward()
+    assert loss2.dtype == torch.float32 and x2.grad.dtype == torch.float32
+    assert torch.allclose(x2.grad, gx, rtol=1e-5, atol=1e-9) and torch.allclose(e2.grad, ge, rtol=1e-5, atol=1e-9)
