@@ -3,7 +3,7 @@
 
     python scripts/bench_fsq.py [--shape 64 16 16] [--repeats 50] [--device cpu]
 
-Forward + backward (``codes.sum().backward()``) on the same ``(*shape, d)`` tensor, for ``[8,5,5,5]`` and
+Forward + backward (``codes.sum().backward()``) on the same ``(B, H·W, d)`` tensor, for ``[8,5,5,5]`` and
 ``[8,8,8,6,5]`` (Table 1 |C| = 1000 and 15 360), in float32 and under bf16 autocast. Both produce codes and indices;
 ours also counts the batch's usage (perplexity, share of codes hit), which the port does not. The elementwise limit
 is one ``tanh`` forward + backward over the same tensor. Prints a table and, last,
@@ -14,6 +14,7 @@ The port is a bench-only dependency (requirements-extra.txt).
 from __future__ import annotations
 
 import argparse
+import math
 import time
 
 import torch
@@ -65,7 +66,8 @@ def main() -> None:
     worst = 0.0
     for levels in ([8, 5, 5, 5], [8, 8, 8, 6, 5]):
         ours, port = FSQ(levels).to(device), PortFSQ(levels).to(device)
-        base = torch.randn(*args.shape, len(levels), device=device)
+        # (B, H·W, d): the port reads a 4-D tensor as channel-first images, so both get the tokens flattened
+        base = torch.randn(args.shape[0], math.prod(args.shape[1:]), len(levels), device=device)
         for bf16 in (False, True):
             t_ours = best_time(fwd_bwd(lambda z, q=ours: q(z).codes, base, bf16), args.repeats, device)
             t_port = best_time(fwd_bwd(lambda z, q=port: q(z)[0], base, bf16), args.repeats, device)
