@@ -64,8 +64,8 @@ def batch_usage_metrics(indices: torch.Tensor, codebook_size: int) -> dict[str, 
     """
     with torch.no_grad():
         flat = indices.reshape(-1)
-        flat = flat[(flat >= 0) & (flat < codebook_size)]
-        counts = torch.bincount(flat, minlength=codebook_size).double()
+        flat = torch.where((flat >= 0) & (flat < codebook_size), flat, codebook_size)  # out of range → extra bin
+        counts = torch.bincount(flat, minlength=codebook_size + 1)[:codebook_size].double()
         probs = counts / counts.sum().clamp_min(1)
         entropy = -(probs * torch.log(probs.clamp_min(1e-30))).sum()
         return {

@@ -104,8 +104,10 @@ class FSQ(Quantizer):
         """``(..., d)`` normalized codes → ``(...)`` int64 indices (mixed radix, first channel least significant)."""
         self._check_dim(codes)
         with torch.autocast(device_type=codes.device.type, enabled=False):
-            digits = torch.round(codes.float() * self._half_width + self._half_width).to(torch.int64)
-            return (digits * self._basis).sum(dim=-1)
+            digits = torch.addcmul(self._half_width, codes.float(), self._half_width).round_()
+            if self.codebook_size <= 2**24:  # float32 holds every index exactly: one matrix-vector product
+                return digits.matmul(self._basis.float()).to(torch.int64)
+            return (digits.to(torch.int64) * self._basis).sum(dim=-1)
 
     def indexes_to_codes(self, indices: torch.Tensor) -> torch.Tensor:
         """``(...)`` integer indices → ``(..., d)`` float32 normalized codes."""

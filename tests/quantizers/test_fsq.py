@@ -165,3 +165,25 @@ def test_a_codebook_size_that_is_not_the_product_of_the_levels_is_a_config_error
     assert FSQ([8, 5, 5, 5], codebook_size=1000).codebook_size == 1000
     with pytest.raises(ConfigError, match=r"levels=\[8, 5, 5, 5\] give 1000 codes, not quantizer.codebook_size=1024"):
         FSQ([8, 5, 5, 5], codebook_size=1024)
+
+
+def test_batch_usage_metrics_by_hand_with_out_of_range_indices() -> None:
+    """Perplexity exp(H) and share of codes hit, by hand; out-of-range indices (NaN latents) are left out."""
+    from fsq_repro.quantizers.base import batch_usage_metrics
+
+    indices = torch.tensor([[0, 0, 1, 3], [3, 3, -1, 7]])  # valid: 0,0,1,3,3,3 of K = 5; -1 and 7 dropped
+    m = batch_usage_metrics(indices, 5)
+    p = np.array([2, 1, 3]) / 6
+    assert m["perplexity"].item() == pytest.approx(float(np.exp(-(p * np.log(p)).sum())), rel=1e-6)
+    assert m["batch_usage"].item() == pytest.approx(3 / 5)
+
+
+def test_index_mapping_at_64000_codes_equals_numpy_mixed_radix() -> None:
+    levels = [8, 8, 8, 5, 5, 5]
+    fsq = FSQ(levels)
+    rng = np.random.default_rng(0)
+    digits = np.stack([rng.integers(0, n, 5000) for n in levels], axis=-1)
+    expected = (digits * np.cumprod([1, *levels[:-1]])).sum(-1)
+    half = np.array(levels) // 2
+    codes = torch.from_numpy((digits - half) / half).float()
+    assert np.array_equal(fsq.codes_to_indexes(codes).numpy(), expected)
