@@ -15,27 +15,11 @@ from __future__ import annotations
 
 import argparse
 import math
-import time
 
 import torch
+from bench_sampler import best_time  # the scripts/ folder is on sys.path when a script runs
 
 from fsq_repro.quantizers.fsq import FSQ
-
-
-def best_time(fn, repeats: int, device: torch.device) -> float:
-    for _ in range(3):
-        fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    times.sort()
-    return times[len(times) // 2]  # median: robust on a shared machine
 
 
 def fwd_bwd(fn, base: torch.Tensor, bf16: bool):
@@ -69,9 +53,9 @@ def main() -> None:
         # (B, H·W, d): the port reads a 4-D tensor as channel-first images, so both get the tokens flattened
         base = torch.randn(args.shape[0], math.prod(args.shape[1:]), len(levels), device=device)
         for bf16 in (False, True):
-            t_ours = best_time(fwd_bwd(lambda z, q=ours: q(z).codes, base, bf16), args.repeats, device)
-            t_port = best_time(fwd_bwd(lambda z, q=port: q(z)[0], base, bf16), args.repeats, device)
-            t_tanh = best_time(fwd_bwd(torch.tanh, base, bf16), args.repeats, device)
+            t_ours = best_time(fwd_bwd(lambda z, q=ours: q(z).codes, base, bf16), args.repeats, device, median=True)
+            t_port = best_time(fwd_bwd(lambda z, q=port: q(z)[0], base, bf16), args.repeats, device, median=True)
+            t_tanh = best_time(fwd_bwd(torch.tanh, base, bf16), args.repeats, device, median=True)
             worst = max(worst, t_ours / t_port)
             name = "bf16 autocast" if bf16 else "float32"
             print(f"FSQ{levels} {name:13s} ours {t_ours * 1e6:8.1f} us  port {t_port * 1e6:8.1f} us  "

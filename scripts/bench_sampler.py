@@ -26,18 +26,21 @@ NETS = {  # (codebook_size, num_classes, num_tokens, hidden, depth, heads, mlp),
 }
 
 
-def best_time(fn, repeats: int, device: torch.device) -> float:
+def best_time(fn, repeats: int, device: torch.device | None = None, median: bool = False) -> float:
+    """Seconds per call of ``fn`` after one warm-up: the minimum (or the median) of ``repeats`` timed calls, with
+    CUDA synchronised around each. Shared by the other ``bench_*.py`` scripts."""
+    cuda = device is not None and torch.device(device).type == "cuda"
     fn()  # warm-up
     times = []
     for _ in range(repeats):
-        if device.type == "cuda":
+        if cuda:
             torch.cuda.synchronize()
         start = time.perf_counter()
         fn()
-        if device.type == "cuda":
+        if cuda:
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
-    return min(times)
+    return sorted(times)[len(times) // 2] if median else min(times)
 
 
 def main() -> None:

@@ -10,25 +10,11 @@ the peak extra memory on CUDA, and, last, ``ratio: <chunked time / direct time>`
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
+from bench_sampler import best_time  # the scripts/ folder is on sys.path when a script runs
 
 from fsq_repro.quantizers.assignment import assign_and_entropy, entropy_loss, squared_distances
-
-
-def best_time(fn, repeats: int, device: torch.device) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def main() -> None:
