@@ -102,6 +102,10 @@ def build_callbacks(cfg: DictConfig, stage: str, has_logger: bool = True) -> lis
             # Stage I sets its LR itself and logs it (train/lr); the monitor would read it a step late, and under
             # gradient accumulation on a micro-batch axis (manual optimisation)
             continue
+        if conf._target_.endswith("ModelCheckpoint") and cfg.trainer.get("fast_dev_run"):
+            # a smoke run writes no checkpoint (Lightning's documented fast_dev_run behaviour; its ModelCheckpoint
+            # still saves `last` in `on_train_end`: 3 GB per paper-size smoke run, which filled the CI disk)
+            continue
         overrides = {}
         if conf._target_.endswith("ModelCheckpoint"):
             overrides = {"dirpath": str(run_dir(cfg) / "checkpoints" / stage)}

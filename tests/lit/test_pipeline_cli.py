@@ -125,6 +125,7 @@ def test_fast_dev_run_of_the_imagenet_experiments(experiment: str, tmp_path: Pat
             "metrics.extractor=shapes", f"paths.cache_dir={shapes_cache_dir}", *FAST_EVAL,  # no Inception file
         )
     )  # fmt: skip
+    assert not list(run.rglob("*.ckpt"))  # a paper-size smoke run would write 3 GB of them
     tokenizer = read_tokenizer_file(run / "tokenizer.pt")["config"]
     assert len(tokenizer["quantizer"].get("levels", [])) == (4 if experiment.endswith("fsq") else 0)
     if tradeoff:
@@ -152,6 +153,7 @@ def test_fast_dev_run_of_the_cpu_experiments(experiment: str, tmp_path: Path, sh
             *FAST_EVAL, *extra,
         )
     )  # fmt: skip
+    assert not list(run.rglob("*.ckpt"))  # fast_dev_run writes no Lightning checkpoint (they filled the CI disk)
     tokenizer = read_tokenizer_file(run / "tokenizer.pt")
     if experiment == "levels_ablation":
         assert tokenizer["config"]["quantizer"]["levels"] == [2] * 10
