@@ -43,6 +43,24 @@ def best_time(fn, repeats: int, device: torch.device | None = None, median: bool
     return sorted(times)[len(times) // 2] if median else min(times)
 
 
+def interleaved_medians(fns: dict, repeats: int, device: torch.device | None = None) -> dict[str, float]:
+    """Median seconds per call of each of ``fns`` ({name: fn}), timed round-robin (one call of each per round,
+    after one warm-up round): a shared, noisy machine then slows all of them alike, and their ratios hold."""
+    cuda = device is not None and torch.device(device).type == "cuda"
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for round_ in range(repeats + 1):
+        for name, fn in fns.items():
+            if cuda:
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            fn()
+            if cuda:
+                torch.cuda.synchronize()
+            if round_:
+                times[name].append(time.perf_counter() - start)
+    return {name: sorted(t)[len(t) // 2] for name, t in times.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--nets", choices=sorted(NETS), default="shapes")

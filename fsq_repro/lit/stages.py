@@ -196,7 +196,7 @@ def save_final_checkpoint(cfg: DictConfig, stage: str, trainer: pl.Trainer) -> N
         return
     # the callback's own record (the same on every rank: `save_checkpoint` is collective under DDP)
     if getattr(callback, "_last_global_step_saved", -1) != trainer.global_step:
-        trainer.save_checkpoint(run_dir(cfg) / "checkpoints" / stage / "last.ckpt")
+        trainer.save_checkpoint(run_dir(cfg) / "checkpoints" / stage / "last.ckpt", weights_only=False)  # full state
 
 
 def check_resume_compatible(path: str, module: pl.LightningModule) -> None:
@@ -238,7 +238,8 @@ def fit_and_validate(cfg: DictConfig, stage: str, trainer: pl.Trainer, module, d
     if ckpt_path:
         check_resume_compatible(ckpt_path, module)
     try:
-        trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
+        # weights_only: our checkpoints are plain containers (tokenizer_module.on_save_checkpoint)
+        trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path, weights_only=True)
     except SIGTERMException:
         preemption = next(c for c in trainer.callbacks if isinstance(c, Preemption))
         job = slurm_requeue() if preemption.requeue_requested and trainer.is_global_zero else None

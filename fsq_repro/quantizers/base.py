@@ -63,12 +63,15 @@ def batch_usage_metrics(indices: torch.Tensor, codebook_size: int) -> dict[str, 
     a non-finite batch reaches the training module's NaN guard instead of crashing here.
     """
     with torch.no_grad():
-        flat = indices.reshape(-1)
-        flat = torch.where((flat >= 0) & (flat < codebook_size), flat, codebook_size)  # out of range → extra bin
-        counts = torch.bincount(flat, minlength=codebook_size + 1)[:codebook_size].double()
-        probs = counts / counts.sum().clamp_min(1)
-        entropy = -(probs * torch.log(probs.clamp_min(1e-30))).sum()
+        # bins: 0 = negative, 1 … K = the codes, K + 1 = too large (out of range: left out)
+        bins = indices.reshape(-1).clamp(-1, codebook_size).add_(1)
+        counts = torch.zeros(codebook_size + 2, dtype=torch.float64, device=indices.device)
+        counts = counts.scatter_add_(0, bins, torch.ones_like(bins, dtype=torch.float64).expand_as(bins))
+        counts = counts[1 : codebook_size + 1]
+        # H(p) = log n − Σ c·log c / n for counts c summing to n (one dot product; 0·log 1 = 0 for unused codes)
+        n = counts.sum()
+        entropy = n.clamp_min(1).log() - torch.dot(counts, counts.clamp_min(1).log()) / n.clamp_min(1)
         return {
             "perplexity": entropy.exp().float(),
-            "batch_usage": (counts > 0).float().mean(),
+            "batch_usage": torch.count_nonzero(counts).float() / codebook_size,
         }

@@ -187,3 +187,34 @@ def test_index_mapping_at_64000_codes_equals_numpy_mixed_radix() -> None:
     half = np.array(levels) // 2
     codes = torch.from_numpy((digits - half) / half).float()
     assert np.array_equal(fsq.codes_to_indexes(codes).numpy(), expected)
+
+
+@pytest.mark.parametrize("shape", [(4096,), (3, 7, 11)])  # rows tiled 64 at a time (``_bound_round``), and odd
+def test_fused_node_equals_the_composed_app_a1_ops_forward_and_backward(shape: tuple[int, ...]) -> None:
+    """``quantize`` runs as one autograd node; its codes equal App. A.1's composed ``round_ste(bound(z)) / (L//2)``
+    bit for bit, the indices equal ``codes_to_indexes(codes)``, and the gradient equals autograd's through the
+    composed ops, also for a bf16 input under autocast (the gradient reaches the input in its dtype)."""
+    levels = [8, 8, 8, 6, 5]
+    fsq = FSQ(levels)
+    z = torch.randn(*shape, len(levels), generator=torch.Generator().manual_seed(3)) * 3
+    weight = torch.rand(*shape, len(levels), generator=torch.Generator().manual_seed(4))
+    for dtype in (torch.float32, torch.bfloat16):
+        a = z.to(dtype).clone().requires_grad_(True)
+        b = a.detach().clone().requires_grad_(True)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
+            out = fsq(a)
+        composed = fsq_round_ste_reference(fsq, b)
+        assert out.codes.dtype == torch.float32 and torch.equal(out.codes, composed)
+        assert torch.equal(out.indices, fsq.codes_to_indexes(composed.detach()))
+        (out.codes * weight).sum().backward()
+        (composed * weight).sum().backward()
+        assert a.grad.dtype == dtype
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-6, atol=1e-7)
+
+
+def fsq_round_ste_reference(fsq: FSQ, z: torch.Tensor) -> torch.Tensor:
+    """App. A.1's ops one by one, autograd through each: ``round_ste(tanh(z + shift)·half_l − offset) / (L // 2)``."""
+    from fsq_repro.quantizers import round_ste
+
+    bounded = torch.tanh(z.float() + fsq._shift) * fsq._half_l - fsq._offset
+    return round_ste(bounded) / fsq._half_width
