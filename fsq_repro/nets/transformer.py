@@ -5,7 +5,8 @@ Vocabulary (one embedding table, as in MaskGIT): ``[0, C)`` the tokenizer's code
 prepended to the ``N = h·w`` image tokens.
 
 Architecture: token + learned position embeddings → LayerNorm → dropout → ``depth`` post-LN blocks
-(``x = LN(x + Drop(MHSA(x)))``, ``x = LN(x + Drop(MLP(x)))``, GELU MLP, ``F.scaled_dot_product_attention``) →
+(``x = LN(x + Drop(MHSA(x)))``, ``x = LN(x + Drop(MLP(x)))``, GELU MLP,
+``nets.attention``: SDPA, or its math path with a cheaper dropout mask on the CPU) →
 MaskGIT's MLM head (dense → GELU → LN) → logits tied to the token embedding + a bias. As in the official
 ``maskgit_transformer.py``: GELU is the tanh approximation (``jax.nn.gelu`` default), every dense and embedding
 kernel (position embeddings too) is drawn from a normal with std 0.02 truncated at ±2σ (``truncated_normal``),
@@ -26,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fsq_repro.errors import ConfigError
+from fsq_repro.nets.attention import attention
 
 
 def truncated_normal_(weight: torch.Tensor, std: float = 0.02) -> torch.Tensor:
@@ -73,7 +75,7 @@ class Block(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, n, d = x.shape
         q, k, v = self.qkv(x).view(b, n, 3, self.num_heads, d // self.num_heads).permute(2, 0, 3, 1, 4)
-        attn = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0)
+        attn = attention(q, k, v, self.dropout, self.training)
         x = self.norm1(x + self.drop(self.proj(attn.transpose(1, 2).reshape(b, n, d))))
         return self.norm2(x + self.drop(self.mlp(x)))
 

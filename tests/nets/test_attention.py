@@ -1,0 +1,55 @@
+"""``nets.attention``: the CPU math path with its own dropout mask against the formula written out, the mask's rate
+per 16-bit lane, and SDPA wherever no dropout applies."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from fsq_repro.nets.attention import attention, keep_mask
+
+
+def qkv(seed: int = 0, dtype: torch.dtype = torch.float64) -> tuple[torch.Tensor, ...]:
+    gen = torch.Generator().manual_seed(seed)
+    return tuple(torch.randn(2, 3, 17, 8, generator=gen, dtype=dtype).requires_grad_(True) for _ in range(3))
+
+
+def test_dropout_path_is_softmax_times_mask_over_keep_rate_times_v() -> None:
+    """Same seed → the same mask; output and gradients equal ``softmax(q·kᵀ/√d) ⊙ keep / (1 − p') · v`` computed
+    in float64 by hand."""
+    q, k, v = qkv()
+    torch.manual_seed(5)
+    out = attention(q, k, v, 0.1, training=True)
+    torch.manual_seed(5)
+    keep, rate = keep_mask((2, 3, 17, 17), 0.1, q.device)
+    assert rate == 6554 / 65536
+    q2, k2, v2 = (t.detach().clone().requires_grad_(True) for t in (q, k, v))
+    probs = torch.exp(q2 @ k2.transpose(-1, -2) / 8**0.5)
+    probs = probs / probs.sum(-1, keepdim=True)
+    expected = (probs * keep / (1 - rate)) @ v2
+    torch.testing.assert_close(out, expected, rtol=1e-6, atol=1e-9)
+    weight = torch.randn_like(out)
+    (out * weight).sum().backward()
+    (expected * weight).sum().backward()
+    for a, b in ((q, q2), (k, k2), (v, v2)):
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-6, atol=1e-9)
+    assert not keep.all()  # the mask really drops something here
+
+
+def test_keep_mask_drops_at_the_rate_in_every_16_bit_lane() -> None:
+    """Four lanes come from one 64-bit draw; each must drop at p' (a draw over [0, 2⁶³) would leave the top lane's
+    sign bit 0 and drop nothing there)."""
+    torch.manual_seed(0)
+    n = 4 * 250_000
+    keep, rate = keep_mask((n,), 0.1, torch.device("cpu"))
+    sigma = (rate * (1 - rate) / (n / 4)) ** 0.5
+    for lane in range(4):
+        dropped = 1 - keep[lane::4].double().mean().item()
+        assert abs(dropped - rate) < 5 * sigma, (lane, dropped)
+
+
+def test_no_dropout_is_sdpa() -> None:
+    q, k, v = qkv(1, torch.float32)
+    ref = F.scaled_dot_product_attention(q, k, v)
+    torch.testing.assert_close(attention(q, k, v, 0.1, training=False), ref)
+    torch.testing.assert_close(attention(q, k, v, 0.0, training=True), ref)
