@@ -1,6 +1,6 @@
 """Stage II training step vs the matmul limit of the same machine, at the step's own GEMM shapes.
 
-    python scripts/bench_stage2_flops.py [--preset tiny|mid] [--steps 5] [--dropout 0.1] [--compile] [--device cpu]
+    python scripts/bench_stage2_flops.py [--preset tiny|mid] [--steps 7] [--dropout 0.1] [--compile] [--device cpu]
 
 - FLOPs of one full training step (masking, forward, masked-token loss, backward) are **counted** with
   ``torch.utils.flop_counter.FlopCounterMode``, not by formula.
@@ -21,6 +21,7 @@ import time
 from collections import Counter
 
 import torch
+from bench_sampler import interleaved_medians  # the scripts/ folder is on sys.path when a script runs
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -50,25 +51,16 @@ class GemmRecorder(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
-def gemm_limit(calls: Counter, device: torch.device, repeats: int = 5) -> tuple[float, float]:
-    """``(FLOPs, seconds)`` of the recorded GEMMs, each timed alone in bf16 (best of ``repeats``)."""
-    total_flops, total_time = 0.0, 0.0
-    for (_op, sa, sb), count in calls.items():
+def gemm_calls(calls: Counter, device: torch.device) -> dict:
+    """``{name: (fn, flops, count)}``: each recorded GEMM shape as a bf16 call on random operands."""
+    out = {}
+    for i, ((_op, sa, sb), count) in enumerate(calls.items()):
         a = torch.randn(sa, dtype=torch.bfloat16, device=device)
         b = torch.randn(sb, dtype=torch.bfloat16, device=device)
         op = torch.bmm if len(sa) == 3 else torch.mm
-        op(a, b)
-        best = float("inf")
-        for _ in range(repeats):
-            sync(device)
-            start = time.perf_counter()
-            op(a, b)
-            sync(device)
-            best = min(best, time.perf_counter() - start)
         batch = sa[0] if len(sa) == 3 else 1
-        total_flops += 2 * batch * sa[-2] * sa[-1] * sb[-1] * count
-        total_time += best * count
-    return total_flops, total_time
+        out[f"gemm{i}"] = (lambda op=op, a=a, b=b: op(a, b), 2 * batch * sa[-2] * sa[-1] * sb[-1], count)
+    return out
 
 
 def sync(device: torch.device) -> None:
@@ -80,7 +72,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--preset", choices=sorted(PRESETS), default="tiny")
     parser.add_argument("--batch", type=int, default=None)
-    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=7)
     parser.add_argument("--dropout", type=float, default=0.1)  # MaskGIT / FSQ paper §4.3
     parser.add_argument("--compile", action="store_true")
     parser.add_argument("--device", default="cpu")
@@ -111,19 +103,18 @@ def main() -> None:
     recorder = GemmRecorder()
     with recorder:
         step()
-    times = []
-    for _ in range(args.steps):
-        sync(device)
-        start = time.perf_counter()
-        step()
-        sync(device)
-        times.append(time.perf_counter() - start)
-    step_time = sorted(times)[len(times) // 2]
-    gemm_flops, gemm_time = gemm_limit(recorder.calls, device)
+    # the step and every GEMM shape timed round-robin (medians): the shared machine's noise hits both alike
+    gemms = gemm_calls(recorder.calls, device)
+    fns = {"step": step, **{name: fn for name, (fn, _, _) in gemms.items()}}
+    medians = interleaved_medians(fns, args.steps, device)
+    step_time = medians["step"]
+    gemm_flops = sum(flops_ * count for _, flops_, count in gemms.values())
+    gemm_time = sum(medians[name] * count for name, (_, _, count) in gemms.items())
     achieved, limit = flops / step_time / 1e9, gemm_flops / gemm_time / 1e9
     print(f"{args.preset}: {p['depth']} x {p['width']}, {p['tokens']} tokens, batch {batch}, dropout {args.dropout}"
           f"{', compiled' if args.compile else ''}; first step {first:.2f} s")  # fmt: skip
-    print(f"step: {step_time * 1e3:.1f} ms (median of {args.steps}), {flops / 1e9:.2f} GFLOP counted "
+    print(f"step: {step_time * 1e3:.1f} ms (median of {args.steps}, interleaved with the GEMMs), "
+          f"{flops / 1e9:.2f} GFLOP counted "
           f"-> {achieved:.1f} GFLOP/s")  # fmt: skip
     print(f"its {sum(recorder.calls.values())} GEMMs ({len(recorder.calls)} shapes) alone in bf16: "
           f"{gemm_flops / 1e9:.2f} GFLOP in {gemm_time * 1e3:.1f} ms -> {limit:.1f} GFLOP/s")  # fmt: skip

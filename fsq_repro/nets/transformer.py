@@ -28,6 +28,7 @@ from torch import nn
 
 from fsq_repro.errors import ConfigError
 from fsq_repro.nets.attention import attention
+from fsq_repro.nets.dropout import Dropout
 
 
 def truncated_normal_(weight: torch.Tensor, std: float = 0.02) -> torch.Tensor:
@@ -70,7 +71,7 @@ class Block(nn.Module):
         self.norm1 = nn.LayerNorm(dim, eps=eps)
         self.mlp = nn.Sequential(nn.Linear(dim, mlp_dim), nn.GELU(approximate="tanh"), nn.Linear(mlp_dim, dim))
         self.norm2 = nn.LayerNorm(dim, eps=eps)
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, n, d = x.shape
@@ -108,7 +109,7 @@ class MaskGITTransformer(nn.Module):
         self.tok_emb = nn.Embedding(self.vocab_size, hidden_dim)
         self.pos_emb = nn.Parameter(torch.zeros(1, self.num_tokens + 1, hidden_dim))
         self.emb_norm = nn.LayerNorm(hidden_dim, eps=layer_norm_eps)
-        self.emb_drop = nn.Dropout(dropout)
+        self.emb_drop = Dropout(dropout)
         self.blocks = nn.ModuleList(
             Block(hidden_dim, num_heads, mlp_dim, dropout, layer_norm_eps) for _ in range(depth)
         )

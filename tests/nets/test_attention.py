@@ -6,7 +6,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from fsq_repro.nets.attention import attention, keep_mask
+from fsq_repro.nets.attention import attention
+from fsq_repro.nets.dropout import Dropout, keep_mask
 
 
 def qkv(seed: int = 0, dtype: torch.dtype = torch.float64) -> tuple[torch.Tensor, ...]:
@@ -53,3 +54,16 @@ def test_no_dropout_is_sdpa() -> None:
     ref = F.scaled_dot_product_attention(q, k, v)
     torch.testing.assert_close(attention(q, k, v, 0.1, training=False), ref)
     torch.testing.assert_close(attention(q, k, v, 0.0, training=True), ref)
+
+
+def test_dropout_module_is_where_keep_over_keep_rate_and_identity_in_eval() -> None:
+    x = torch.randn(64, 33, dtype=torch.float64, requires_grad=True)
+    drop = Dropout(0.1)
+    torch.manual_seed(7)
+    y = drop(x)
+    torch.manual_seed(7)
+    keep, rate = keep_mask((64, 33), 0.1, x.device)
+    torch.testing.assert_close(y, x.detach() * keep.double() / (1 - rate), rtol=1e-12, atol=0.0)
+    y.sum().backward()
+    torch.testing.assert_close(x.grad, keep.double() / (1 - rate), rtol=1e-12, atol=0.0)
+    assert torch.equal(drop.eval()(x), x)
