@@ -27,8 +27,11 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout_p: floa
     p = dropout_p if training else 0.0
     if p == 0.0 or q.device.type != "cpu":
         return F.scaled_dot_product_attention(q, k, v, dropout_p=p)
-    scores = torch.matmul(q, k.transpose(-2, -1)) * (q.shape[-1] ** -0.5)
-    probs = torch.softmax(scores, dim=-1, dtype=torch.promote_types(scores.dtype, torch.float32))  # bf16 → fp32
-    keep, rate = keep_mask(tuple(probs.shape), p, probs.device)
-    probs = torch.where(keep, probs, 0.0).mul_(1.0 / (1.0 - rate))
-    return torch.matmul(probs.to(v.dtype), v)
+    # in float32 at least, as SDPA's math path (bf16 scores or probabilities cost 3–8× its error against float64)
+    dtype = torch.promote_types(q.dtype, torch.float32)
+    with torch.autocast("cpu", enabled=False):
+        scores = torch.matmul(q.to(dtype), k.to(dtype).transpose(-2, -1)) * (q.shape[-1] ** -0.5)
+        probs = torch.softmax(scores, dim=-1)
+        keep, rate = keep_mask(tuple(probs.shape), p, probs.device)
+        probs = torch.where(keep, probs, 0.0).mul_(1.0 / (1.0 - rate))
+        return torch.matmul(probs, v.to(dtype)).to(q.dtype)

@@ -26,6 +26,8 @@ def keep_mask(shape: tuple[int, ...], p: float, device: torch.device) -> tuple[t
         numel *= size
     bits = torch.empty((numel + 3) // 4, dtype=torch.int64, device=device).random_(-(2**63), 2**63 - 1)
     threshold = round(p * 65536)
+    if not 0 <= threshold < 65536:
+        raise ValueError(f"dropout probability {p} rounds to a drop rate of {threshold}/65536, outside [0, 1)")
     lanes = bits.view(torch.int16)[:numel].view(shape)
     return lanes >= threshold - 32768, threshold / 65536
 

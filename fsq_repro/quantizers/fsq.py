@@ -62,6 +62,7 @@ class _BoundRoundSTE(torch.autograd.Function):
         return level.div_(half_width), digits
 
     @staticmethod
+    @torch.autograd.function.once_differentiable  # t is saved without its graph: no second derivative
     def backward(ctx, grad_codes, grad_digits):
         t, grad_scale = ctx.saved_tensors
         grad = torch.ops.aten.tanh_backward(grad_codes * grad_scale, t)
@@ -131,6 +132,7 @@ class FSQ(Quantizer):
 
     def _bound_round(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(..., d)`` → float32 codes (straight-through gradient) and float32 digits ``0 … L_i − 1``."""
+        self._check_dim(z)
         if torch.is_autocast_enabled(z.device.type):  # the op is elementwise: only the input's dtype matters
             with torch.autocast(device_type=z.device.type, enabled=False):
                 return self._bound_round(z)
@@ -147,8 +149,16 @@ class FSQ(Quantizer):
         key = (k, self._shift.device)
         if key not in self._tiles:
             names = ("_shift", "_half_l", "_offset", "_half_width", "_grad_scale")
-            self._tiles[key] = tuple(getattr(self, name).repeat(k) for name in names)
+            with torch.inference_mode(False):  # a first call under inference mode must not cache inference tensors
+                self._tiles[key] = tuple(getattr(self, name).repeat(k) for name in names)
         return self._tiles[key]
+
+    def _apply(self, fn, recurse: bool = True):  # .to() / .cuda() / .double(): the tiles are rebuilt from the buffers
+        self._tiles = {}
+        return super()._apply(fn, recurse)
+
+    def __getstate__(self) -> dict:
+        return {**super().__getstate__(), "_tiles": {}}
 
     def _digits_to_indexes(self, digits: torch.Tensor) -> torch.Tensor:
         """``(..., d)`` float32 integer digits → ``(...)`` int64 mixed-radix indices (first channel least
@@ -174,7 +184,7 @@ class FSQ(Quantizer):
         self._check_dim(z)
         if torch.is_autocast_enabled(z.device.type):  # float32 throughout (module docstring)
             with torch.autocast(device_type=z.device.type, enabled=False):
-                return self(z)
+                return self.forward(z)
         codes, digits = self._bound_round(z)
         indices = self._digits_to_indexes(digits)
         return QuantizerOutput(

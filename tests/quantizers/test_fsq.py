@@ -218,3 +218,20 @@ def fsq_round_ste_reference(fsq: FSQ, z: torch.Tensor) -> torch.Tensor:
 
     bounded = torch.tanh(z.float() + fsq._shift) * fsq._half_l - fsq._offset
     return round_ste(bounded) / fsq._half_width
+
+
+def test_fused_node_edge_cases_inference_mode_first_odd_tiling_noncontiguous_and_dtype_moves() -> None:
+    """The tile cache must not keep inference tensors (Lightning validates under inference mode, then trains), must
+    follow ``.double()``/``.to()``, and every tiling (here k = 4 and a non-contiguous input) gives App. A.1's codes."""
+    fsq = FSQ([8, 6, 5])
+    with torch.inference_mode():
+        fsq(torch.randn(64, 3))
+    z = torch.randn(64, 3, requires_grad=True)
+    fsq(z).codes.sum().backward()  # raised "Inference tensors cannot be saved for backward" with a naive cache
+    assert z.grad is not None
+    for x in (torch.randn(12, 3) * 3, (torch.randn(3, 40) * 3).t()[:20]):  # 12 rows: k = 4; a transposed view
+        torch.testing.assert_close(fsq.quantize(x), fsq_round_ste_reference(fsq, x), rtol=0, atol=0)
+    fsq64 = fsq.double()
+    assert not fsq64._tiles  # rebuilt from the converted buffers
+    with pytest.raises(ValueError, match="expects channel-last"):
+        fsq.quantize(torch.randn(4, 4))
