@@ -26,38 +26,35 @@ NETS = {  # (codebook_size, num_classes, num_tokens, hidden, depth, heads, mlp),
 }
 
 
-def best_time(fn, repeats: int, device: torch.device | None = None, median: bool = False) -> float:
-    """Seconds per call of ``fn`` after one warm-up: the minimum (or the median) of ``repeats`` timed calls, with
-    CUDA synchronised around each. Shared by the other ``bench_*.py`` scripts."""
+def timed_call(fn, device: torch.device | None = None) -> float:
+    """Seconds of one call of ``fn``, with CUDA synchronised before and after."""
     cuda = device is not None and torch.device(device).type == "cuda"
+    if cuda:
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    fn()
+    if cuda:
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def best_time(fn, repeats: int, device: torch.device | None = None, median: bool = False) -> float:
+    """Seconds per call of ``fn`` after one warm-up: the minimum (or the median) of ``repeats`` timed calls.
+    Shared by the other ``bench_*.py`` scripts."""
     fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        if cuda:
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn()
-        if cuda:
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return sorted(times)[len(times) // 2] if median else min(times)
+    times = sorted(timed_call(fn, device) for _ in range(repeats))
+    return times[len(times) // 2] if median else times[0]
 
 
 def interleaved_medians(fns: dict, repeats: int, device: torch.device | None = None) -> dict[str, float]:
     """Median seconds per call of each of ``fns`` ({name: fn}), timed round-robin (one call of each per round,
     after one warm-up round): a shared, noisy machine then slows all of them alike, and their ratios hold."""
-    cuda = device is not None and torch.device(device).type == "cuda"
+    for fn in fns.values():
+        fn()  # warm-up round
     times: dict[str, list[float]] = {name: [] for name in fns}
-    for round_ in range(repeats + 1):
+    for _ in range(repeats):
         for name, fn in fns.items():
-            if cuda:
-                torch.cuda.synchronize()
-            start = time.perf_counter()
-            fn()
-            if cuda:
-                torch.cuda.synchronize()
-            if round_:
-                times[name].append(time.perf_counter() - start)
+            times[name].append(timed_call(fn, device))
     return {name: sorted(t)[len(t) // 2] for name, t in times.items()}
 
 
