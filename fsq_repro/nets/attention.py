@@ -8,7 +8,7 @@ probabilities, shapes ``q, k, v: (B, H, N, d_h) → (B, H, N, d_h)``.
   the dropout mask is drawn inside the kernel).
 - On the CPU with ``p > 0``, SDPA leaves its fused kernel for the math path and draws the mask with
   ``bernoulli_`` (8 ns per probability here). The same math path is written out, with the mask of
-  ``nets.dropout.keep_mask`` (16 random bits per probability; realised rate ``round(p·2¹⁶)/2¹⁶``, rescaled by
+  ``nets.dropout`` (16 random bits per probability; realised rate ``round(p·2¹⁶)/2¹⁶``, rescaled by
   it), scores and softmax in float32: the Stage II training step ran 0.76–0.79× (tiny) and 0.62–0.71× (8 × 512,
   256 tokens) the time of SDPA with dropout 0.1 (round-robin in one run; at 64 tokens also faster than SDPA with
   dropout 0, whose fused CPU backward is slow there). Without dropout (inference, sampling) SDPA's fused kernel is
@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from fsq_repro.nets.dropout import keep_mask
+from fsq_repro.nets.dropout import dropout
 
 
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout_p: float, training: bool) -> torch.Tensor:
@@ -34,7 +34,5 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout_p: floa
     dtype = torch.promote_types(q.dtype, torch.float32)
     with torch.autocast("cpu", enabled=False):
         scores = torch.matmul(q.to(dtype), k.to(dtype).transpose(-2, -1)) * (q.shape[-1] ** -0.5)
-        probs = torch.softmax(scores, dim=-1)
-        keep, rate = keep_mask(tuple(probs.shape), p, probs.device)
-        probs = torch.where(keep, probs, 0.0).mul_(1.0 / (1.0 - rate))
+        probs = dropout(torch.softmax(scores, dim=-1), p, training=True)
         return torch.matmul(probs.to(v.dtype), v).to(q.dtype)

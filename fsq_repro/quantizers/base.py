@@ -66,7 +66,7 @@ def batch_usage_metrics(indices: torch.Tensor, codebook_size: int) -> dict[str, 
         # bins: 0 = negative, 1 … K = the codes, K + 1 = too large (out of range: left out)
         bins = indices.reshape(-1).clamp(-1, codebook_size).add_(1)
         counts = torch.zeros(codebook_size + 2, dtype=torch.float64, device=indices.device)
-        counts = counts.scatter_add_(0, bins, torch.ones_like(bins, dtype=torch.float64).expand_as(bins))
+        counts = counts.scatter_add_(0, bins, torch.ones_like(bins, dtype=torch.float64))
         counts = counts[1 : codebook_size + 1]
         # H(p) = log n − Σ c·log c / n for counts c summing to n (one dot product; 0·log 1 = 0 for unused codes)
         n = counts.sum()

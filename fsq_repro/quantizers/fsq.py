@@ -181,7 +181,6 @@ class FSQ(Quantizer):
 
     # --- nn.Module -------------------------------------------------------------------------------------
     def forward(self, z: torch.Tensor) -> QuantizerOutput:
-        self._check_dim(z)
         if torch.is_autocast_enabled(z.device.type):  # float32 throughout (module docstring)
             with torch.autocast(device_type=z.device.type, enabled=False):
                 return self.forward(z)
