@@ -159,6 +159,15 @@ class ShapesDataset(Dataset):
     def fingerprint(self) -> str:
         return f"shapes-v1-{self.split}-n{self.size}-r{self.resolution}-c{self.num_classes}-s{self.seed}"
 
+    def images_uint8(self) -> np.ndarray:
+        """Every image as one in-memory ``(size, H, W, 3)`` uint8 array (label of row ``i``: ``i % num_classes``)."""
+        if self._cache is not None:
+            return np.array(self._cache)
+        rows = [
+            render_shape_image(self.seed, self.split, i, self.resolution, self.num_classes) for i in range(self.size)
+        ]
+        return np.stack(rows)
+
     def __getitem__(self, index: int) -> dict:
         if not 0 <= index < self.size:
             raise IndexError(index)
