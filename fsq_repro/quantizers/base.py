@@ -5,7 +5,9 @@ A quantizer maps channel-last encoder outputs ``z: (..., d)`` to
 - ``codes``: the quantized vectors ``ẑ: (..., d)`` (float32, straight-through gradient to ``z``),
 - ``indices``: one int64 token per vector ``(...)`` — what Stage II models,
 - ``loss``: the quantizer's auxiliary loss (zero for FSQ; commitment + codebook + entropy for VQ),
-- ``metrics``: detached scalars to log (batch perplexity, batch usage, ...).
+- ``metrics``: detached scalars to log (batch perplexity, batch usage, ...), computed when first read
+  (``LazyMetrics``): a caller that never reads them — tokenization, evaluation, someone's own training loop — does
+  not pay for the per-batch histogram (≈ 1.2 ``tanh`` passes at 15 360 codes, #17 / ``scripts/bench_fsq.py``).
 
 Both quantizers also expose ``codes_to_indexes`` / ``indexes_to_codes`` (App. A.1 names), ``codebook_size``
 and ``dim`` so that the tokenizer and the generator never need to know which bottleneck they use.
@@ -13,10 +15,42 @@ and ``dim`` so that the tokenizer and the generator never need to know which bot
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
+
+
+class LazyMetrics(Mapping):
+    """A read-only ``{name: detached scalar}`` mapping: the ``ready`` values now, ``compute()``'s on first need (a
+    read of another key, ``in``, iteration, ``dict(...)``: computed once and kept)."""
+
+    def __init__(self, compute: Callable[[], dict[str, torch.Tensor]], **ready: torch.Tensor) -> None:
+        self._compute: Callable[[], dict[str, torch.Tensor]] | None = compute
+        self._values: dict[str, torch.Tensor] = dict(ready)
+
+    def _all(self) -> dict[str, torch.Tensor]:
+        if self._compute is not None:
+            computed, self._compute = self._compute(), None
+            self._values = {**computed, **self._values}
+        return self._values
+
+    @property
+    def computed(self) -> bool:
+        return self._compute is None
+
+    def __getitem__(self, key: str) -> torch.Tensor:
+        return self._values[key] if key in self._values else self._all()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._all())
+
+    def __len__(self) -> int:
+        return len(self._all())
+
+    def __repr__(self) -> str:
+        return f"LazyMetrics({self._values if self.computed else '<not computed yet>'})"
 
 
 @dataclass
@@ -26,7 +60,7 @@ class QuantizerOutput:
     codes: torch.Tensor  # (..., d) float32, straight-through to z
     indices: torch.Tensor  # (...) int64
     loss: torch.Tensor  # () float32
-    metrics: dict[str, torch.Tensor] = field(default_factory=dict)  # detached scalars
+    metrics: Mapping[str, torch.Tensor] = field(default_factory=dict)  # detached scalars (LazyMetrics)
 
 
 class Quantizer(nn.Module):

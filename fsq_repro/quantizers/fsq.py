@@ -28,7 +28,7 @@ from collections.abc import Sequence
 import torch
 
 from fsq_repro.errors import ConfigError
-from fsq_repro.quantizers.base import Quantizer, QuantizerOutput, batch_usage_metrics
+from fsq_repro.quantizers.base import LazyMetrics, Quantizer, QuantizerOutput, batch_usage_metrics
 
 
 def round_ste(z: torch.Tensor) -> torch.Tensor:
@@ -190,7 +190,7 @@ class FSQ(Quantizer):
             codes=codes,
             indices=indices,
             loss=torch.zeros((), device=z.device, dtype=torch.float32),
-            metrics=batch_usage_metrics(indices, self.codebook_size),
+            metrics=LazyMetrics(lambda: batch_usage_metrics(indices, self.codebook_size)),
         )
 
     def config(self) -> dict:

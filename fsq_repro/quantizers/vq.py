@@ -44,7 +44,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fsq_repro.quantizers.assignment import assign_and_entropy, nearest_codes
-from fsq_repro.quantizers.base import Quantizer, QuantizerOutput, batch_usage_metrics
+from fsq_repro.quantizers.base import LazyMetrics, Quantizer, QuantizerOutput, batch_usage_metrics
 
 
 class VectorQuantizer(Quantizer):
@@ -161,14 +161,11 @@ class VectorQuantizer(Quantizer):
 
         splits = self._update_codebook(flat.detach(), indices) if self.training else 0
 
-        metrics = batch_usage_metrics(indices, self.codebook_size)
-        if self.ema_style == "uvim":
-            counts = torch.bincount(indices, minlength=self.codebook_size).float()
-            metrics.update(codebook_zeros_ratio=(counts == 0).float().mean(),
-                           codebook_max_ratio=counts.max() / counts.sum().clamp_min(1),
-                           num_splits=torch.tensor(float(splits)))  # fmt: skip
-        metrics.update(
-            commitment=commitment.detach(), codebook_loss=codebook_loss.detach(), entropy_loss=entropy.detach()
+        metrics = LazyMetrics(
+            lambda: self._usage_metrics(indices, splits),
+            commitment=commitment.detach(),
+            codebook_loss=codebook_loss.detach(),
+            entropy_loss=entropy.detach(),
         )
         return QuantizerOutput(
             codes=codes.reshape(*z.shape[:-1], self.dim),
@@ -176,6 +173,17 @@ class VectorQuantizer(Quantizer):
             loss=loss,
             metrics=metrics,
         )
+
+    @torch.no_grad()
+    def _usage_metrics(self, indices: torch.Tensor, splits: int) -> dict[str, torch.Tensor]:
+        """Batch perplexity and usage (and, UViM-style, the codebook statistics it logs); read lazily."""
+        metrics = batch_usage_metrics(indices, self.codebook_size)
+        if self.ema_style == "uvim":
+            counts = torch.bincount(indices, minlength=self.codebook_size).float()
+            metrics.update(codebook_zeros_ratio=(counts == 0).float().mean(),
+                           codebook_max_ratio=counts.max() / counts.sum().clamp_min(1),
+                           num_splits=torch.tensor(float(splits)))  # fmt: skip
+        return metrics
 
     @torch.no_grad()
     def _update_codebook(self, flat: torch.Tensor, indices: torch.Tensor) -> int:

@@ -178,6 +178,26 @@ def test_batch_usage_metrics_by_hand_with_out_of_range_indices() -> None:
     assert m["batch_usage"].item() == pytest.approx(3 / 5)
 
 
+def test_usage_metrics_are_computed_when_read_and_match_numpy(monkeypatch) -> None:
+    """``out.metrics`` is lazy: forward + backward alone never counts the batch (#17); the first read computes the
+    perplexity / usage of the batch's own indices once (numpy bincount by hand), later reads reuse them."""
+    import fsq_repro.quantizers.fsq as fsq_module
+
+    calls = []
+    real = fsq_module.batch_usage_metrics
+    monkeypatch.setattr(fsq_module, "batch_usage_metrics", lambda *a: calls.append(1) or real(*a))
+    fsq = FSQ([5, 3])
+    z = torch.randn(4, 6, 2, requires_grad=True)
+    out = fsq(z)
+    out.codes.sum().backward()
+    assert calls == [] and not out.metrics.computed
+    counts = np.bincount(out.indices.numpy().ravel(), minlength=15)
+    p = counts[counts > 0] / counts.sum()
+    assert out.metrics["perplexity"].item() == pytest.approx(float(np.exp(-(p * np.log(p)).sum())), rel=1e-6)
+    assert dict(out.metrics)["batch_usage"].item() == pytest.approx((counts > 0).sum() / 15)
+    assert set(out.metrics) == {"perplexity", "batch_usage"} and calls == [1]
+
+
 def test_index_mapping_at_64000_codes_equals_numpy_mixed_radix() -> None:
     levels = [8, 8, 8, 5, 5, 5]
     fsq = FSQ(levels)
