@@ -13,14 +13,13 @@ the tokenizer when one is attached (the tokenizer is never part of the training 
 
 from __future__ import annotations
 
-import math
-
 import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
 
 from fsq_repro.generation.masking import random_token_mask
 from fsq_repro.generation.sampler import sample_with_model
+from fsq_repro.lit.schedules import LR_SCHEDULES, lr_multiplier
 from fsq_repro.nets.transformer import MaskGITTransformer
 
 
@@ -39,27 +38,6 @@ def masked_token_loss(
     loss = (per_image / mask.sum(1).clamp_min(1)).mean()
     accuracy = (picked_logits.argmax(-1) == picked_targets).float().mean()
     return loss, accuracy
-
-
-LR_SCHEDULES = ("constant", "cosine")
-
-
-def warmup_cosine(step: int, warmup_steps: int, total_steps: int, final_fraction: float = 0.0) -> float:
-    """LR multiplier: linear warm-up over ``warmup_steps``, then cosine from 1 to ``final_fraction`` at
-    ``total_steps``."""
-    if step < warmup_steps:
-        return (step + 1) / warmup_steps
-    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
-    return final_fraction + (1 - final_fraction) * 0.5 * (1 + math.cos(math.pi * progress))
-
-
-def lr_multiplier(step: int, warmup_steps: int, total_steps: int, schedule: str = "constant") -> float:
-    """``constant``: linear warm-up, then 1 (official MaskGIT); ``cosine``: ``warmup_cosine``."""
-    if schedule == "constant":
-        return min(1.0, (step + 1) / warmup_steps) if warmup_steps > 0 else 1.0
-    if schedule == "cosine":
-        return warmup_cosine(step, warmup_steps, total_steps)
-    raise ValueError(f"unknown lr_schedule {schedule!r}; choose one of {LR_SCHEDULES}")
 
 
 class MaskGITModule(pl.LightningModule):

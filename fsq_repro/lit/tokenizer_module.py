@@ -34,6 +34,7 @@ import copy
 import lightning.pytorch as pl
 import torch
 
+from fsq_repro.lit.schedules import lr_multiplier
 from fsq_repro.losses.stage1 import Stage1Loss
 from fsq_repro.metrics.usage import CodebookUsage
 from fsq_repro.nets.discriminator import Discriminator
@@ -92,7 +93,7 @@ class TokenizerModule(pl.LightningModule):
         return [gen, disc]
 
     def _lr_scale(self, step: int) -> float:
-        return min(1.0, (step + 1) / self.warmup_steps) if self.warmup_steps > 0 else 1.0
+        return lr_multiplier(step, self.warmup_steps, 0, "constant")  # MaskGIT Stage I: warm-up, then constant
 
     def _grad_norm(self, module: torch.nn.Module) -> torch.Tensor:
         """Total gradient norm of ``module``'s parameters, clipped in place to ``grad_clip`` when that is set

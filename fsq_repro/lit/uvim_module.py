@@ -24,7 +24,7 @@ import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
 
-from fsq_repro.lit.maskgit_module import warmup_cosine
+from fsq_repro.lit.schedules import warmup_cosine
 from fsq_repro.metrics.usage import CodebookUsage
 
 

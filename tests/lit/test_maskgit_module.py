@@ -9,7 +9,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from fsq_repro.generation.sampler import sample_with_model
-from fsq_repro.lit.maskgit_module import MaskGITModule, lr_multiplier, warmup_cosine
+from fsq_repro.lit.maskgit_module import MaskGITModule
+from fsq_repro.lit.schedules import lr_multiplier, warmup_cosine
 from fsq_repro.nets.transformer import MaskGITTransformer
 
 K, N, C = 4, 16, 16
