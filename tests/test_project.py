@@ -85,6 +85,7 @@ def test_the_ratio_benchmarks_run_and_end_with_their_ratio_line() -> None:
                          ("bench_token_cache.py", ["--images", "24", "--batch", "8", "--jpeg"]),
                          ("bench_vq.py", ["--codes", "64", "--rows", "32", "--repeats", "1"]),
                          ("bench_fsq.py", ["--shape", "2", "4", "--repeats", "1"]),
+                         ("bench_stage1_flops.py", ["--resolution", "32", "--batch", "2", "--steps", "1"]),
                          ("bench_uvim_decode.py", ["--batch", "2", "--seq-len", "8", "--width", "32", "--layers", "1",
                                                    "--input-size", "16", "--repeats", "1"])]:  # fmt: skip
         proc = subprocess.run([sys.executable, f"scripts/{script}", *args], cwd=ROOT, capture_output=True, text=True,
