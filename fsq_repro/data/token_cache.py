@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -78,6 +79,24 @@ def check_cache(cache_dir: str | Path, tokenizer_hash: str | None = None, data_f
             f"not from the configured data {data_fingerprint}: re-run pretokenize.py"
         )
     return meta
+
+
+def reuse_or_wait(
+    cache_dir: str | Path, tokenizer_hash: str, data_fingerprint: str, wait: bool, timeout_s: float = 24 * 3600
+) -> dict | None:
+    """The cache under ``cache_dir`` when it is complete and built by this tokenizer (then checked against the data:
+    ``check_cache``); else ``None`` — build it — except with ``wait`` (a non-zero rank of a DDP pipeline, where rank 0
+    encodes alone): wait for rank 0's complete cache, polling its ``meta.json``, and return that."""
+    meta = read_meta(cache_dir)
+    if not (meta and meta.get("complete") and meta.get("tokenizer_hash") == tokenizer_hash):
+        if not wait:
+            return None
+        start = time.monotonic()
+        while not (read_meta(cache_dir) or {}).get("complete"):
+            if time.monotonic() - start > timeout_s:
+                raise RuntimeError(f"timed out waiting for {Path(cache_dir) / 'meta.json'}")
+            time.sleep(2)
+    return check_cache(cache_dir, tokenizer_hash, data_fingerprint)
 
 
 @torch.no_grad()

@@ -22,7 +22,7 @@ from omegaconf import DictConfig
 
 from fsq_repro.artifacts import load_tokenizer, save_maskgit
 from fsq_repro.data.fingerprint import data_fingerprint
-from fsq_repro.data.token_cache import build_token_cache, check_cache, file_hash, read_meta
+from fsq_repro.data.token_cache import build_token_cache, file_hash, reuse_or_wait
 from fsq_repro.errors import ConfigError
 from fsq_repro.lit.callbacks import ImageGridLogger
 from fsq_repro.lit.datamodules import TokenDataModule
@@ -34,29 +34,20 @@ from fsq_repro.lit.stages import (
     fit_and_validate,
     plain,
     run_dir,
+    stage_input,
+    token_cache_dir,
     write_json,
 )
 from fsq_repro.nets.transformer import check_vocabulary
 
 
 def tokenizer_path(cfg: DictConfig) -> Path:
-    path = Path(cfg.tokenizer) if cfg.get("tokenizer") else run_dir(cfg) / "tokenizer.pt"
-    if not path.is_file():
-        raise ConfigError(f"no tokenizer at {path}: run stage1 first or pass tokenizer=/path/to/tokenizer.pt")
-    return path
+    return stage_input(cfg, "tokenizer", "tokenizer.pt", "tokenizer",
+                       "run stage1 first or pass tokenizer=/path/to/tokenizer.pt")  # fmt: skip
 
 
 def cache_path(cfg: DictConfig) -> Path:
-    return Path(cfg.get("token_cache") or run_dir(cfg) / "tokens")
-
-
-def _wait_for(predicate, what: str, timeout_s: float = 24 * 3600) -> None:
-    """Ranks > 0 of a pipeline launched by Lightning's DDP wait for rank 0's artifact (no process group yet)."""
-    start = time.monotonic()
-    while not predicate():
-        if time.monotonic() - start > timeout_s:
-            raise RuntimeError(f"timed out waiting for {what}")
-        time.sleep(2)
+    return token_cache_dir(cfg, "tokens")
 
 
 def tokenize(
@@ -65,17 +56,13 @@ def tokenize(
     """Build (or resume, or reuse) the token cache of ``cfg.data`` under ``out``; sharded when torch.distributed
     is initialised (``torchrun pretokenize.py``)."""
     tok_hash, fingerprint = file_hash(tok_path), data_fingerprint(plain(cfg.data))
-    meta = read_meta(out)
-    if meta and meta.get("complete") and meta.get("tokenizer_hash") == tok_hash:
-        return check_cache(out, tok_hash, fingerprint)
+    sharded = dist.is_available() and dist.is_initialized()  # torchrun pretokenize.py: every rank encodes a shard
     env_rank, env_world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-    if dist.is_available() and dist.is_initialized():
-        rank, world, barrier = dist.get_rank(), dist.get_world_size(), dist.barrier
-    elif env_world > 1 and env_rank > 0:  # a non-zero rank of a DDP pipeline: rank 0 tokenizes alone
-        _wait_for(lambda: (read_meta(out) or {}).get("complete"), f"{out}/meta.json")
-        return check_cache(out, tok_hash, fingerprint)
-    else:
-        rank, world, barrier = 0, 1, lambda: None
+    # a non-zero rank of a DDP pipeline (no process group yet) waits for rank 0, which tokenizes alone
+    cached = reuse_or_wait(out, tok_hash, fingerprint, wait=not sharded and env_world > 1 and env_rank > 0)
+    if cached is not None:
+        return cached
+    rank, world, barrier = (dist.get_rank(), dist.get_world_size(), dist.barrier) if sharded else (0, 1, lambda: None)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     tokenizer = load_tokenizer(tok_path, device=device)
     if tokenizer.resolution != int(cfg.data.resolution):

@@ -35,6 +35,20 @@ def run_dir(cfg: DictConfig) -> Path:
     return Path(cfg.paths.output_dir)
 
 
+def stage_input(cfg: DictConfig, key: str, default_name: str, what: str, how: str) -> Path:
+    """An earlier stage's file: ``cfg.<key>`` when given, else ``<run dir>/<default_name>``; a missing one is a
+    one-line ``ConfigError`` saying ``how`` to make or pass it."""
+    path = Path(cfg[key]) if cfg.get(key) else run_dir(cfg) / default_name
+    if not path.is_file():
+        raise ConfigError(f"no {what} at {path}: {how}")
+    return path
+
+
+def token_cache_dir(cfg: DictConfig, default_name: str) -> Path:
+    """``cfg.token_cache`` when given, else ``<run dir>/<default_name>``."""
+    return Path(cfg.get("token_cache") or run_dir(cfg) / default_name)
+
+
 def plain(node) -> object:
     """A resolved plain container (what checkpoints, hparams and ``results.json`` may hold)."""
     return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node

@@ -29,13 +29,27 @@ from omegaconf import DictConfig
 from fsq_repro.artifacts import load_uvim_lm, load_uvim_stage1, save_uvim_lm, save_uvim_stage1
 from fsq_repro.data.fingerprint import data_fingerprint
 from fsq_repro.data.loading import collate_skip_corrupt
-from fsq_repro.data.token_cache import PairedTokenDataset, build_token_cache, check_cache, file_hash, read_meta
+from fsq_repro.data.token_cache import (
+    PairedTokenDataset,
+    build_token_cache,
+    check_cache,
+    file_hash,
+    reuse_or_wait,
+)
 from fsq_repro.errors import ConfigError
 from fsq_repro.lit.callbacks import ImageGridLogger
 from fsq_repro.lit.datamodules import ImageDataModule
 from fsq_repro.lit.global_batch import configure_global_batch
-from fsq_repro.lit.stage2 import _wait_for
-from fsq_repro.lit.stages import build_trainer, count_parameters, fit_and_validate, plain, run_dir, write_json
+from fsq_repro.lit.stages import (
+    build_trainer,
+    count_parameters,
+    fit_and_validate,
+    plain,
+    run_dir,
+    stage_input,
+    token_cache_dir,
+    write_json,
+)
 from fsq_repro.lit.uvim_module import UViMStage1Module, UViMStage2Module, task_grid
 from fsq_repro.losses.uvim_tasks import build_task
 
@@ -50,14 +64,12 @@ def task_from_data(cfg: DictConfig):
 
 
 def stage1_path(cfg: DictConfig) -> Path:
-    path = Path(cfg.uvim_stage1) if cfg.get("uvim_stage1") else run_dir(cfg) / "uvim_stage1.pt"
-    if not path.is_file():
-        raise ConfigError(f"no UViM Stage I model at {path}: run stages=[uvim_stage1] or pass uvim_stage1=/path")
-    return path
+    return stage_input(cfg, "uvim_stage1", "uvim_stage1.pt", "UViM Stage I model",
+                       "run stages=[uvim_stage1] or pass uvim_stage1=/path")  # fmt: skip
 
 
 def cache_path(cfg: DictConfig) -> Path:
-    return Path(cfg.get("token_cache") or run_dir(cfg) / "uvim_tokens")
+    return token_cache_dir(cfg, "uvim_tokens")
 
 
 def eval_datasets(cfg: DictConfig) -> tuple[torch.utils.data.Dataset, torch.utils.data.Dataset]:
@@ -110,12 +122,10 @@ def _max_steps(cfg: DictConfig, stage_cfg: DictConfig) -> int:
 def stage_uvim_tokenize(cfg: DictConfig) -> dict:
     path, out = stage1_path(cfg), cache_path(cfg)
     tok_hash, fingerprint = file_hash(path), data_fingerprint(plain(cfg.data))
-    meta = read_meta(out)
-    if meta and meta.get("complete") and meta.get("tokenizer_hash") == tok_hash:
-        return check_cache(out, tok_hash, fingerprint)
-    if _rank() > 0:  # a non-zero rank of a DDP pipeline: rank 0 encodes alone, the others wait for its cache
-        _wait_for(lambda: (read_meta(out) or {}).get("complete"), f"{out}/meta.json")
-        return check_cache(out, tok_hash, fingerprint)
+    # a non-zero rank of a DDP pipeline waits for rank 0, which encodes alone
+    cached = reuse_or_wait(out, tok_hash, fingerprint, wait=_rank() > 0)
+    if cached is not None:
+        return cached
     start = time.perf_counter()
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model, task = load_uvim_stage1(path, device=device)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from fsq_repro.data.token_cache import TokenCacheDataset, build_token_cache, check_cache, token_dtype
+from fsq_repro.data.token_cache import TokenCacheDataset, build_token_cache, check_cache, reuse_or_wait, token_dtype
 from fsq_repro.errors import ConfigError
 
 
@@ -83,6 +83,26 @@ def test_a_cache_from_another_tokenizer_or_dataset_is_refused(tmp_path: Path) ->
         check_cache(tmp_path / "c", "tokA", "dataB")
     with pytest.raises(ConfigError, match="choose another output dir"):
         _build({"train": Images(4), "val": Images(2)}, tmp_path / "c", tokenizer_hash="tokB")
+
+
+def test_reuse_or_wait_reuses_builds_or_waits_for_rank_0(tmp_path: Path) -> None:
+    """Rank 0 reuses a complete cache of this tokenizer (else builds: None); a non-zero DDP rank waits until rank
+    0's ``meta.json`` says complete, then gets the same checked meta; a cache of another tokenizer is rebuilt."""
+    import threading
+
+    assert reuse_or_wait(tmp_path / "c", "tokA", "dataA", wait=False) is None
+    built = {}
+    builder = threading.Timer(0.3, lambda: built.update(_build({"train": Images(4), "val": Images(2)}, tmp_path / "c")))
+    builder.start()
+    waited = reuse_or_wait(tmp_path / "c", "tokA", "dataA", wait=True)  # polls until the builder finishes
+    builder.join()
+    assert waited == built and waited["complete"]
+    assert reuse_or_wait(tmp_path / "c", "tokA", "dataA", wait=False) == built
+    assert reuse_or_wait(tmp_path / "c", "tokB", "dataA", wait=False) is None  # another tokenizer: rebuild
+    with pytest.raises(ConfigError, match="not from the configured data dataB"):
+        reuse_or_wait(tmp_path / "c", "tokA", "dataB", wait=False)
+    with pytest.raises(RuntimeError, match=r"timed out waiting for .*meta\.json"):
+        reuse_or_wait(tmp_path / "nothing", "tokA", "dataA", wait=True, timeout_s=0.1)
 
 
 def test_dtype_by_codebook_size() -> None:
