@@ -3,11 +3,12 @@ per 16-bit lane, and SDPA wherever no dropout applies."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 
 from fsq_repro.nets.attention import attention
-from fsq_repro.nets.dropout import Dropout, keep_mask
+from fsq_repro.nets.dropout import Dropout, dropout, keep_mask
 
 
 def qkv(seed: int = 0, dtype: torch.dtype = torch.float64) -> tuple[torch.Tensor, ...]:
@@ -47,6 +48,23 @@ def test_keep_mask_drops_at_the_rate_in_every_16_bit_lane() -> None:
     for lane in range(4):
         dropped = 1 - keep[lane::4].double().mean().item()
         assert abs(dropped - rate) < 5 * sigma, (lane, dropped)
+
+
+@pytest.mark.slow
+def test_dropout_under_torch_compile_keeps_its_rate_scale_and_fresh_masks() -> None:
+    """``model.stage2.compile=true`` on CPU (inductor): the 16-bit-lane mask must survive compilation — per-lane drop
+    rate p' = round(0.1·2¹⁶)/2¹⁶ within 5σ, kept values exactly 1/(1 − p'), a new mask per call (~25 s to compile)."""
+    torch.manual_seed(0)
+    x = torch.ones(256, 4096)
+    compiled = torch.compile(lambda t: dropout(t, 0.1, True))
+    outs = torch.stack([compiled(x) for _ in range(5)])
+    rate = round(0.1 * 2**16) / 2**16
+    assert torch.equal(outs[outs != 0].unique(), torch.tensor([1 / (1 - rate)], dtype=torch.float32))
+    lanes = (outs == 0).double().reshape(5, -1, 4)  # four lanes per 64-bit draw
+    sigma = (rate * (1 - rate) / lanes[..., 0].numel()) ** 0.5
+    for lane in range(4):
+        assert abs(lanes[..., lane].mean().item() - rate) < 5 * sigma, lane
+    assert not torch.equal(outs[0], outs[1])
 
 
 def test_no_dropout_is_sdpa() -> None:
