@@ -117,8 +117,9 @@ def render_shape_image(seed: int, split: str, index: int, resolution: int = 32, 
 
 
 def to_model_range(image_uint8: np.ndarray) -> torch.Tensor:
-    """``(H, W, 3)`` uint8 → ``(3, H, W)`` float32 in [−1, 1] (the project's pixel convention)."""
-    return torch.from_numpy(np.array(image_uint8, copy=True)).permute(2, 0, 1).float() / 127.5 - 1.0
+    """``(..., H, W, 3)`` uint8 → ``(..., 3, H, W)`` float32 in [−1, 1] (the project's pixel convention; one image or
+    a batch)."""
+    return torch.from_numpy(np.array(image_uint8, copy=True)).movedim(-1, -3).float() / 127.5 - 1.0
 
 
 class ShapesDataset(Dataset):
