@@ -30,8 +30,9 @@ class DecoderBlock(nn.Module):
     def __init__(self, dim: int, num_heads: int, mlp_dim: int, dropout: float = 0.0) -> None:
         super().__init__()
         self.norm1, self.norm2, self.norm3 = (nn.LayerNorm(dim, eps=1e-6) for _ in range(3))
-        self.self_attn = Attention(dim, num_heads, bias=False, dropout=dropout)
-        self.cross_attn = Attention(dim, num_heads, bias=False, dropout=dropout)
+        # vtt.py passes no kernel_init to SelfAttn / CrossAttn: flax's default LeCun normal (nets/vit.py docstring)
+        self.self_attn = Attention(dim, num_heads, bias=False, dropout=dropout, init="lecun")
+        self.cross_attn = Attention(dim, num_heads, bias=False, dropout=dropout, init="lecun")
         self.mlp = MlpBlock(dim, mlp_dim, dropout)
         self.drop = nn.Dropout(dropout)
 

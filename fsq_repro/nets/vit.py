@@ -8,10 +8,13 @@
   (``encoder_norm``); LayerNorm eps 1e-6 (flax default).
 - ``posemb``: learned (N(0, 1/√width), big_vision ``get_posemb("learn")``) or fixed 2-D sin-cos.
 
-Initialisation follows big_vision: xavier-uniform kernels for attention and MLP (flax initialises a
-``DenseGeneral`` kernel on its flattened ``(in, out)`` shape, so q, k, v and out are each a ``(D, D)`` xavier
-matrix), MLP biases N(0, 1e-6), attention biases zero; convolutions and plain dense layers use flax's default
-LeCun-normal kernels and zero biases (``lecun_normal_``).
+Initialisation follows big_vision: xavier-uniform kernels for the ViT's attention and MLP (``models/vit.py``
+passes ``kernel_init=xavier_uniform``; flax initialises a ``DenseGeneral`` kernel on its flattened ``(in, out)``
+shape, so q, k, v and out are each a ``(D, D)`` xavier matrix), MLP biases N(0, 1e-6), attention biases zero;
+convolutions and plain dense layers use flax's default LeCun-normal kernels and zero biases (``lecun_normal_``).
+The UViM language model's decoder attention (``models/proj/uvim/vtt.py`` ``SelfAttn`` / ``CrossAttn``) passes no
+``kernel_init``, so flax's default applies there: ``Attention(init="lecun")`` — the same variance 1/D as xavier on
+a ``(D, D)`` kernel, but a truncated normal instead of a uniform.
 
 Shapes: tokens are ``(B, N, D)`` throughout.
 """
@@ -83,12 +86,14 @@ class Attention(nn.Module):
     for one new position; ``causal`` masks within the new block).
     """
 
-    def __init__(self, dim: int, num_heads: int, bias: bool = True, dropout: float = 0.0) -> None:
+    def __init__(
+        self, dim: int, num_heads: int, bias: bool = True, dropout: float = 0.0, init: str = "xavier"
+    ) -> None:
         super().__init__()
         if dim % num_heads:
             raise ValueError(f"width {dim} is not divisible by {num_heads} heads")
         self.num_heads, self.dropout = num_heads, dropout
-        self.q, self.k, self.v, self.out = (dense(dim, dim, bias, init="xavier") for _ in range(4))
+        self.q, self.k, self.v, self.out = (dense(dim, dim, bias, init=init) for _ in range(4))
 
     def _heads(self, x: torch.Tensor) -> torch.Tensor:
         b, n, d = x.shape

@@ -121,3 +121,31 @@ def test_encoder_loads_a_timm_vit_state_dict(tmp_path) -> None:
     with pytest.raises(ConfigError, match="not a timm ViT"):
         m.load_vit_encoder(tmp_path / "other.pth")
     assert {n.split(".")[0] for n in m.encoder_parameter_names()} == {"patch_embed", "pos_enc", "encoder"}
+
+
+def test_decoder_attention_init_is_flax_default_lecun_normal_and_encoder_is_xavier() -> None:
+    """vtt.py's SelfAttn / CrossAttn take flax's default kernel init (LeCun normal, truncated at ±2σ of the
+    underlying normal, std corrected to 1/√D); the ViT encoder's attention is big_vision vit.py's xavier uniform.
+    Both have variance 1/D on a (D, D) kernel: the shape tells them apart (kurtosis 1.8 uniform, ≈ 2.36 truncated
+    normal; max |w| ≤ √3/√D uniform, up to 2/0.8796/√D truncated normal)."""
+    torch.manual_seed(0)
+    width = 256
+    m = UViMLanguageModel(40, seq_len=4, input_size=16, patch_size=8, width=width, num_layers=2, num_heads=4,
+                          mlp_dim=64)  # fmt: skip
+
+    def stats(weights: list[torch.Tensor]) -> tuple[float, float, float]:
+        w = torch.cat([x.detach().flatten().double() for x in weights])
+        std = float(w.std())
+        return (
+            std * math.sqrt(width),
+            float(((w - w.mean()) ** 4).mean() / w.var() ** 2),
+            float(w.abs().max()) * math.sqrt(width),
+        )
+
+    decoder = [getattr(getattr(b, a), p).weight for b in m.blocks for a in ("self_attn", "cross_attn")
+               for p in ("q", "k", "v", "out")]  # fmt: skip
+    encoder = [getattr(b.attn, p).weight for b in m.encoder.blocks for p in ("q", "k", "v", "out")]
+    std, kurtosis, peak = stats(decoder)
+    assert abs(std - 1.0) < 0.02 and 2.25 < kurtosis < 2.5 and 2.0 < peak <= 2 / 0.87962566103423978 + 1e-6
+    std, kurtosis, peak = stats(encoder)
+    assert abs(std - 1.0) < 0.02 and abs(kurtosis - 1.8) < 0.05 and peak <= math.sqrt(3) + 1e-6
