@@ -51,12 +51,12 @@ class GemmRecorder(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
-def gemm_calls(calls: Counter, device: torch.device) -> dict:
-    """``{name: (fn, flops, count)}``: each recorded GEMM shape as a bf16 call on random operands."""
+def gemm_calls(calls: Counter, device: torch.device, dtype: torch.dtype = torch.bfloat16) -> dict:
+    """``{name: (fn, flops, count)}``: each recorded GEMM shape as a call in ``dtype`` on random operands."""
     out = {}
     for i, ((_op, sa, sb), count) in enumerate(calls.items()):
-        a = torch.randn(sa, dtype=torch.bfloat16, device=device)
-        b = torch.randn(sb, dtype=torch.bfloat16, device=device)
+        a = torch.randn(sa, dtype=dtype, device=device)
+        b = torch.randn(sb, dtype=dtype, device=device)
         op = torch.bmm if len(sa) == 3 else torch.mm
         batch = sa[0] if len(sa) == 3 else 1
         out[f"gemm{i}"] = (lambda op=op, a=a, b=b: op(a, b), 2 * batch * sa[-2] * sa[-1] * sb[-1], count)

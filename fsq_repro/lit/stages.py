@@ -28,6 +28,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from fsq_repro.artifacts import atomic_torch_save, write_json  # noqa: F401  (write_json: re-exported)
 from fsq_repro.errors import ConfigError
+from fsq_repro.hardware import default_device, resolve_precision
 from fsq_repro.lit.callbacks import Preemption, ReseedEveryStep, slurm_requeue
 
 
@@ -162,6 +163,13 @@ def build_trainer(cfg: DictConfig, stage: str, stage_cfg: DictConfig, callbacks:
         # does): DDP must be told that some parameters get no gradient in a step
         kwargs["strategy"] = "ddp_find_unused_parameters_true"
     split_cpu_threads(cfg)
+    on_cpu = cfg.trainer.get("accelerator") == "cpu" or (
+        cfg.trainer.get("accelerator") in (None, "auto") and default_device() == "cpu"
+    )
+    precision, note = resolve_precision(cfg.trainer.get("precision"), on_cpu)
+    if note:
+        kwargs["precision"] = precision
+        print(f"  {note}")
     loggers = build_loggers(cfg, stage)
     callbacks = (
         build_callbacks(cfg, stage, bool(loggers))

@@ -117,6 +117,14 @@ SHAPES_RECIPE = {
 }
 
 
+def shapes_recipe() -> dict:
+    """``SHAPES_RECIPE`` for this machine: bf16 autocast only where the CPU has fast bf16 (``hardware.py``), else
+    float32. The recipe keys the cached classifier, so the two train (and name) different classifiers."""
+    from fsq_repro.hardware import cpu_has_fast_bf16
+
+    return SHAPES_RECIPE if cpu_has_fast_bf16() else {**SHAPES_RECIPE, "autocast": "none"}
+
+
 def train_shapes_classifier(
     recipe: dict = SHAPES_RECIPE, seed: int = 0, cache_dir: str | Path | None = None
 ) -> tuple[ShapesNet, float]:
@@ -132,7 +140,7 @@ def train_shapes_classifier(
     train_images, val_images = train.images_uint8(), val.images_uint8()
     net = ShapesNet(train.num_classes)
     opt = torch.optim.Adam(net.parameters(), recipe["lr"])
-    autocast = recipe.get("autocast") == "bf16"
+    autocast = recipe.get("autocast") == "bf16"  # shapes_recipe(): only where the CPU has fast bf16
     order = torch.empty(0, dtype=torch.int64)
     for _ in range(recipe["steps"]):
         if len(order) < recipe["batch"]:  # a new epoch (the last partial batch is dropped, as drop_last=True)
@@ -157,8 +165,9 @@ def train_shapes_classifier(
 class ShapesClassifierFeatures(nn.Module):
     label = "FD-shapes"
 
-    def __init__(self, cache_dir: str | Path, recipe: dict = SHAPES_RECIPE) -> None:
+    def __init__(self, cache_dir: str | Path, recipe: dict | None = None) -> None:
         super().__init__()
+        recipe = recipe or shapes_recipe()
         key = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
         path = Path(cache_dir) / f"shapes_classifier-{key}.pt"
         distributed = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1

@@ -219,7 +219,7 @@ def test_stage1_batch_4_with_accumulation_2_equals_batch_8(tmp_path) -> None:
     assert _worst(big.tokenizer, init.tokenizer) > 1e-3 and _worst(big.discriminator, init.discriminator) > 1e-3
     for name in ("tokenizer", "discriminator", "ema"):
         worst = _worst(getattr(big, name), getattr(small, name))
-        assert worst <= 1e-5, (name, worst)
+        assert worst <= 5e-5, (name, worst)  # float32 summation order: 1.7e-5 seen on an AVX2-only CPU
     # Adam's moments (β1 = 0: exp_avg is the last step's gradient; Adam's update alone hides a gradient's scale)
     for big_opt, small_opt in zip(big_opts, small_opts):
         for p_big, p_small in zip(big_opt.param_groups[0]["params"], small_opt.param_groups[0]["params"]):

@@ -11,6 +11,7 @@ import torch
 
 from fsq_repro.artifacts import load_tokenizer, save_tokenizer
 from fsq_repro.data.embedded import ShapesDataset
+from fsq_repro.hardware import resolve_precision
 from fsq_repro.lit.datamodules import ImageDataModule
 from fsq_repro.lit.tokenizer_module import TokenizerModule
 from fsq_repro.losses.stage1 import Stage1Loss
@@ -40,7 +41,9 @@ def _fit(quantizer, steps: int, tmp_path: Path, gan: bool = False):
     )
     trainer = pl.Trainer(
         accelerator="cpu",
-        precision="bf16-mixed",  # what trainer=cpu uses (2x faster on CPU); the quantizers compute in fp32
+        # what trainer=cpu uses: bf16 autocast where the CPU has fast bf16, else float32 (fsq_repro/hardware.py);
+        # the quantizers compute in fp32 either way
+        precision=resolve_precision("bf16-mixed", on_cpu=True)[0],
         max_steps=steps,
         limit_val_batches=0,
         logger=False,
