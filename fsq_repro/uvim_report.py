@@ -39,6 +39,7 @@ PAPER = {
 # the Inception extractor, else e.g. FD-shapes)
 METRICS = {"depth": ("rmse", "RMSE ↓", 1.0), "panoptic": ("pq", "PQ ↑", 100.0), "colorization": ("fd", "FID-5k ↓", 1.0)}
 ORDER = ("FSQ", "VQ", "VQ without splitting", "FSQ without context", "VQ without context")
+BASELINES = ("context_only", "constant")  # uvim_eval's baselines (lit/uvim.py: evaluate)
 
 
 def variant(quantizer: dict, context: bool = True) -> str:
@@ -80,6 +81,7 @@ def collect_uvim(roots: list[str | Path]) -> list[dict]:
             "task": task, "bottleneck": name, "codebook_size": runs[0][1]["codebook_size"], "seeds": len(runs),
             "metric": key, "metric_name": _metric_name(task, runs[0][1]), key: mean, f"{key}_std": std,
             f"oracle_{key}": stat(key, "oracle", scale=scale)[0],
+            **{f"{part}_{key}": stat(key, part, scale=scale)[0] for part in BASELINES if part in runs[0][1]},
             "usage": stat("usage", "")[0], f"paper_{key}": paper[0], f"paper_{key}_std": paper[1],
             "paper_usage": paper[2], "runs": [str(run) for run, _ in runs],
             "all": {part: {k: stat(k, part)[0] for k in runs[0][1][part] if isinstance(runs[0][1][part][k], float)}
@@ -99,10 +101,16 @@ def _pm(mean: float, std: float, digits: int = 3) -> str:
     return f"{mean:.{digits}f}" + ("" if math.isnan(std) else f" ± {std:.{digits}f}")
 
 
+def _baseline(row: dict, part: str) -> str:
+    value = row.get(f"{part}_{row['metric']}")
+    return "–" if value is None else f"{value:.3f}"
+
+
 def table2_markdown(rows: list[dict]) -> str:
     lines = [
-        "| task | bottleneck | codebook | seeds | metric | oracle | usage | paper | paper usage |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| task | bottleneck | codebook | seeds | metric | oracle | context only | constant | usage | paper | "
+        "paper usage |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         key, column, _ = METRICS[r["task"]]
@@ -111,10 +119,58 @@ def table2_markdown(rows: list[dict]) -> str:
         paper_usage = "–" if r["paper_usage"] is None else f"{100 * r['paper_usage']:.2f} %"
         lines.append(
             f"| {r['task']} | {r['bottleneck']} | {r['codebook_size']} | {r['seeds']} | {r['metric_name']} "
-            f"{_pm(r[key], r[f'{key}_std'])} | {r[f'oracle_{key}']:.3f} | {100 * r['usage']:.1f} % | {paper} | "
+            f"{_pm(r[key], r[f'{key}_std'])} | {r[f'oracle_{key}']:.3f} | {_baseline(r, 'context_only')} | "
+            f"{_baseline(r, 'constant')} | {100 * r['usage']:.1f} % | {paper} | "
             f"{paper_usage} |"
         )
     return "\n".join(lines)
+
+
+def fsq_vs_vq(rows: list[dict], task: str) -> str | None:
+    """One line: does FSQ match VQ (with splitting) on ``task`` at this scale? With several seeds, "≈" means the
+    means differ by at most 2 pooled standard deviations; with one seed, by at most 10 % of the better one's gain
+    over the constant baseline (a single run has no spread to compare with)."""
+    by = {r["bottleneck"]: r for r in rows if r["task"] == task}
+    if "FSQ" not in by or "VQ" not in by:
+        return None
+    fsq, vq = by["FSQ"], by["VQ"]
+    key, lower_better = fsq["metric"], METRICS[task][0] in ("rmse", "fd")
+    diff = fsq[key] - vq[key]
+    stds = [r[f"{key}_std"] for r in (fsq, vq)]
+    if all(not math.isnan(x) for x in stds):
+        tol, rule = 2 * math.sqrt((stds[0] ** 2 + stds[1] ** 2) / 2), "2 pooled std over seeds"
+    elif f"constant_{key}" in vq:
+        best = min(fsq[key], vq[key]) if lower_better else max(fsq[key], vq[key])
+        tol, rule = 0.1 * abs(best - vq[f"constant_{key}"]), "10 % of the gain over the constant baseline"
+    else:
+        return None
+    better = "FSQ" if (diff < 0) == lower_better else "VQ"
+    verdict = "FSQ ≈ VQ" if abs(diff) <= tol else f"{better} is better"
+    return (f"{task}: {verdict} ({fsq['metric_name']} FSQ {fsq[key]:.3f} vs VQ {vq[key]:.3f}, difference "
+            f"{abs(diff):.3f}, tolerance {tol:.3f} = {rule})")  # fmt: skip
+
+
+def findings(rows: list[dict]) -> list[str]:
+    """Table 2's findings, each as one line that says whether it reproduces in ``rows``: FSQ ≈ VQ per task, VQ
+    without splitting collapses (usage below half of VQ with splitting), and dropping the context costs the metric."""
+    lines = [line for task in dict.fromkeys(r["task"] for r in rows) if (line := fsq_vs_vq(rows, task))]
+    for task in dict.fromkeys(r["task"] for r in rows):
+        by = {r["bottleneck"]: r for r in rows if r["task"] == task}
+        if "VQ" in by and "VQ without splitting" in by:
+            split, nosplit = by["VQ"]["usage"], by["VQ without splitting"]["usage"]
+            verdict = "reproduces" if nosplit < 0.5 * split else "does not reproduce"
+            lines.append(f"{task}: VQ without splitting collapses — {verdict} (usage {100 * nosplit:.1f} % vs "
+                         f"{100 * split:.1f} % with splitting; paper 0.78 % vs 99 %)")  # fmt: skip
+        for name in ("FSQ", "VQ"):
+            if name in by and f"{name} without context" in by:
+                key = by[name]["metric"]
+                lower_better = key in ("rmse", "fd")
+                with_ctx, without = by[name][key], by[f"{name} without context"][key]
+                worse = without > with_ctx if lower_better else without < with_ctx
+                verdict = "reproduces" if worse else "does not reproduce"
+                lines.append(f"{task}: dropping the context costs {name} — {verdict} ({by[name]['metric_name']} "
+                             f"{with_ctx:.3f} with, {without:.3f} without)")  # fmt: skip
+    return lines
 
 
 def task_grid_file(rows: list[dict], task: str, path: Path, num: int = 6) -> Path | None:
@@ -153,8 +209,12 @@ def write_uvim_report(roots: list[str | Path], out_dir: str | Path) -> dict:
         "Depth: RMSE in metres; panoptic: PQ in points (0–100); colorization: Fréchet distance of ColTran's FID-5k "
         "protocol in the named feature space (FID only with Inception); mean ± std over seeds. Usage = fraction of the "
         "codebook hit by the validation set's guiding codes; oracle = the Stage I decoder given the true codes (a "
-        "bound for Stage II).",
+        "bound for Stage II); context only = the Stage I decoder with every code dropped (what the image alone "
+        "gives); constant = the training set's mean depth map / most frequent class per pixel / the grayscale input.",
     ]
+    verdicts = findings(rows)
+    if verdicts:
+        text += ["", "**Table 2's findings at this scale:**", "", *[f"- {line}" for line in verdicts]]
     grids = {}
     for task in dict.fromkeys(r["task"] for r in rows):
         name = "uvim_fig6.png" if task == "depth" else f"uvim_{task}_grid.png"

@@ -1,9 +1,14 @@
 """`make demo-uvim`: UViM (FSQ paper §4.4, Table 2) on CPU on the embedded data, all three tasks, ≤ 10 min:
 
 - depth (embedded depth scenes): FSQ vs VQ with codebook splitting vs VQ without splitting (``experiment=uvim_demo``);
-- panoptic segmentation (embedded panoptic scenes): FSQ with vs without the image context in Stage I
-  (``experiment=uvim_demo_panoptic,uvim_demo_panoptic_noctx``);
-- colorization (embedded shapes in grayscale): FSQ vs VQ (``experiment=uvim_demo_color``).
+- panoptic segmentation (embedded panoptic scenes): FSQ vs VQ with splitting (``experiment=uvim_demo_panoptic``);
+  the no-context ablation runs in ``scripts/uvim_table2_cpu.py``, over seeds, where its small effect can be told
+  from the spread;
+- colorization (embedded shapes in grayscale, hue independent of the shape): FSQ vs VQ
+  (``experiment=uvim_demo_color``).
+
+Every job also scores two baselines (``lit/uvim.py: evaluate``): the constant prediction and the Stage I decoder
+with every code dropped (the image context alone); the report says per task whether FSQ ≈ VQ at this scale.
 
 One Hydra multirun per task into ``--out/<task>``, then the Table 2-style report over all of them
 (``fsq_repro/uvim_report.py``) with one grid per task.
@@ -22,9 +27,19 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = {
     "depth": ["experiment=uvim_demo", "quantizer=fsq_125,vq_128_uvim,vq_128_uvim_nosplit"],
-    "panoptic": ["experiment=uvim_demo_panoptic,uvim_demo_panoptic_noctx"],
+    "panoptic": ["experiment=uvim_demo_panoptic", "quantizer=fsq_125,vq_128_uvim"],
     "colorization": ["experiment=uvim_demo_color", "quantizer=fsq_125,vq_128_uvim"],
 }
+
+
+def run_task(job: list[str], out: Path, overrides: list[str]) -> str:
+    """One Hydra multirun of ``train.py`` into ``out`` (a subdir per job, named by its overrides); returns the
+    command line (without the interpreter)."""
+    cmd = [sys.executable, "train.py", "-m", *job, f"hydra.sweep.dir={out}",
+           "hydra.sweep.subdir=${hydra:job.override_dirname}", *overrides]  # fmt: skip
+    print("$", " ".join(cmd), flush=True)
+    subprocess.run(cmd, cwd=ROOT, check=True)
+    return " ".join(cmd[1:])
 
 
 def main() -> None:
@@ -32,15 +47,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "demo" / "uvim")
     parser.add_argument("--tasks", nargs="+", default=list(RUNS), choices=list(RUNS))
     args, overrides = parser.parse_known_args()
-    start, walls, commands = time.perf_counter(), {}, []
+    start, walls = time.perf_counter(), {}
     for task in args.tasks:
         t0 = time.perf_counter()
-        cmd = [sys.executable, "train.py", "-m", *RUNS[task], f"hydra.sweep.dir={args.out / task}",
-               "hydra.sweep.subdir=${hydra:job.override_dirname}", *overrides]  # fmt: skip
-        print("$", " ".join(cmd), flush=True)
-        subprocess.run(cmd, cwd=ROOT, check=True)
+        run_task(RUNS[task], args.out / task, overrides)
         walls[task] = time.perf_counter() - t0
-        commands.append(" ".join(cmd[1:]))
     total = time.perf_counter() - start
 
     from fsq_repro.uvim_report import write_uvim_report

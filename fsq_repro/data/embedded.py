@@ -5,7 +5,8 @@ need images that a tokenizer and a class-conditional generator can really learn.
 anti-aliased shape per image on a textured background:
 
 - 10 classes = shape × colour family (class ``c`` has its own shape and hue ``c / 10``, jittered), so classes are
-  distinct both in form and colour;
+  distinct both in form and colour; ``hue="random"`` draws the hue uniformly instead, independent of the class
+  (UViM colorization: a colour the grayscale context cannot predict, so the guiding code must carry it);
 - random position, scale, rotation, colour jitter; a smooth two-colour gradient plus faint noise as background;
 - image ``i`` of split ``s`` is a pure function of ``(seed, split, i)`` (numpy ``default_rng([seed, split, i])``), so
   splits are disjoint random streams and any worker can produce any image;
@@ -83,10 +84,16 @@ def draw_shape(draw: ImageDraw.ImageDraw, label: int, cx, cy, r, angle, fill, ba
             draw.polygon(_rotated_rects(ox, oy, r, 0.2 * r, angle), fill=fill)
 
 
-def render_shape_image(seed: int, split: str, index: int, resolution: int = 32, num_classes: int = 10) -> np.ndarray:
-    """Image ``index`` of ``split``: a ``(resolution, resolution, 3)`` uint8 array (pure function of its args)."""
+def render_shape_image(
+    seed: int, split: str, index: int, resolution: int = 32, num_classes: int = 10, hue: str = "class"
+) -> np.ndarray:
+    """Image ``index`` of ``split``: a ``(resolution, resolution, 3)`` uint8 array (pure function of its args).
+    ``hue``: ``class`` (hue ``c / 10`` ± 0.03) or ``random`` (uniform, one draw in the same place of the stream, so
+    everything else about the image is the same as in ``class`` mode)."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {list(SPLITS)}, got {split!r}")
+    if hue not in ("class", "random"):
+        raise ValueError(f"hue must be 'class' or 'random', got {hue!r}")
     rng = np.random.default_rng([seed, SPLITS[split], index])
     label = index % num_classes
     size = resolution * SUPERSAMPLE
@@ -100,8 +107,9 @@ def render_shape_image(seed: int, split: str, index: int, resolution: int = 32, 
     bg = c0[None, None] * (1 - t[..., None]) + c1[None, None] * t[..., None]
 
     # Foreground: class hue with jitter, bright and saturated.
-    hue = (label / num_classes + rng.uniform(-0.03, 0.03)) % 1.0
-    rgb = colorsys.hsv_to_rgb(hue, rng.uniform(0.65, 1.0), rng.uniform(0.75, 1.0))
+    # one draw either way: the hue itself (random mode) or the class hue's jitter
+    h = rng.uniform() if hue == "random" else (label / num_classes + rng.uniform(-0.03, 0.03)) % 1.0
+    rgb = colorsys.hsv_to_rgb(h, rng.uniform(0.65, 1.0), rng.uniform(0.75, 1.0))
     fill = tuple(int(255 * v) for v in rgb)
     radius = rng.uniform(0.26, 0.38) * size
     cx = size / 2 + rng.uniform(-0.12, 0.12) * size
@@ -133,15 +141,18 @@ class ShapesDataset(Dataset):
         num_classes: int = 10,
         seed: int = 0,
         cache_dir: str | None = None,
+        hue: str = "class",
     ) -> None:
         if split not in SPLITS:
             raise ValueError(f"split must be one of {list(SPLITS)}, got {split!r}")
+        if hue not in ("class", "random"):
+            raise ValueError(f"hue must be 'class' or 'random', got {hue!r}")
         if not 1 <= num_classes <= len(CLASS_NAMES):
             raise ValueError(f"num_classes must be in [1, {len(CLASS_NAMES)}], got {num_classes}")
         if resolution < 8:
             raise ValueError(f"resolution must be >= 8, got {resolution}")
         self.split, self.size, self.resolution = split, int(size), int(resolution)
-        self.num_classes, self.seed = int(num_classes), int(seed)
+        self.num_classes, self.seed, self.hue = int(num_classes), int(seed), hue
         self.class_names = CLASS_NAMES[: self.num_classes]
         self._cache = None
         if cache_dir:
@@ -151,23 +162,24 @@ class ShapesDataset(Dataset):
                 cache_dir,
                 self.fingerprint(),
                 shape=(self.size, self.resolution, self.resolution, 3),
-                fill=lambda i: render_shape_image(self.seed, self.split, i, self.resolution, self.num_classes),
+                fill=self._render,
             )
 
     def __len__(self) -> int:
         return self.size
 
     def fingerprint(self) -> str:
-        return f"shapes-v1-{self.split}-n{self.size}-r{self.resolution}-c{self.num_classes}-s{self.seed}"
+        hue = "" if self.hue == "class" else f"-hue{self.hue}"
+        return f"shapes-v1-{self.split}-n{self.size}-r{self.resolution}-c{self.num_classes}-s{self.seed}{hue}"
+
+    def _render(self, index: int) -> np.ndarray:
+        return render_shape_image(self.seed, self.split, index, self.resolution, self.num_classes, self.hue)
 
     def images_uint8(self) -> np.ndarray:
         """Every image as one in-memory ``(size, H, W, 3)`` uint8 array (label of row ``i``: ``i % num_classes``)."""
         if self._cache is not None:
             return np.array(self._cache)
-        rows = [
-            render_shape_image(self.seed, self.split, i, self.resolution, self.num_classes) for i in range(self.size)
-        ]
-        return np.stack(rows)
+        return np.stack([self._render(i) for i in range(self.size)])
 
     def __getitem__(self, index: int) -> dict:
         if not 0 <= index < self.size:
@@ -175,5 +187,5 @@ class ShapesDataset(Dataset):
         if self._cache is not None:
             image = self._cache[index]
         else:
-            image = render_shape_image(self.seed, self.split, index, self.resolution, self.num_classes)
+            image = self._render(index)
         return {"image": to_model_range(image), "label": index % self.num_classes, "index": index}

@@ -59,11 +59,23 @@ def _colour(rng: np.random.Generator, hue: float, jitter: float = 0.15) -> np.nd
     return np.array(colorsys.hsv_to_rgb(h, rng.uniform(0.45, 0.9), rng.uniform(0.55, 1.0)))
 
 
-def render_panoptic_scene(seed: int, split: str, index: int, resolution: int = 64):
+def render_panoptic_scene(
+    seed: int,
+    split: str,
+    index: int,
+    resolution: int = 64,
+    things: tuple[int, int] = (2, 7),
+    thing_size: tuple[float, float] = (0.12, 0.35),
+):
     """Scene ``index`` of ``split`` → ``(image (R, R, 3) uint8, ids (R, R) int64, segments)`` where ``segments`` is
-    the list of ``(id, label, iscrowd)`` in annotation order (``label`` contiguous, module docstring)."""
+    the list of ``(id, label, iscrowd)`` in annotation order (``label`` contiguous, module docstring).
+    ``things``: the inclusive range of the number of things; ``thing_size``: their size range as a fraction of
+    ``R`` (fewer, larger things make instances learnable at 32 px with 4 × 4 guiding codes)."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {list(SPLITS)}, got {split!r}")
+    if not 0 <= things[0] <= things[1] or not 0 < thing_size[0] <= thing_size[1] <= 1:
+        raise ValueError(f"things must be 0 <= min <= max and 0 < thing_size min <= max <= 1, got {things}, "
+                         f"{thing_size}")  # fmt: skip
     rng = np.random.default_rng([seed, SPLITS[split], index])
     r = resolution
     ys, xs = np.mgrid[0:r, 0:r].astype(np.float64) + 0.5
@@ -97,9 +109,9 @@ def render_panoptic_scene(seed: int, split: str, index: int, resolution: int = 6
             ox, oy = rng.normal(0, 0.07 * r, 2)
             crowd |= _thing_mask(0, xs, ys, cx + ox, cy + oy, r * rng.uniform(0.06, 0.1))
         add(crowd, 0, _colour(rng, CATEGORIES[0][2]), crowd=True)
-    for _ in range(rng.integers(2, 8)):
+    for _ in range(rng.integers(things[0], things[1] + 1)):
         kind = int(rng.integers(0, 3))
-        size = r * rng.uniform(0.12, 0.35)
+        size = r * rng.uniform(*thing_size)
         cx, cy = rng.uniform(0.1, 0.9, 2) * r
         add(_thing_mask(kind, xs, ys, cx, cy, size), kind, _colour(rng, CATEGORIES[kind][2]))
     if rng.random() < 0.3:  # an unlabelled patch
@@ -123,10 +135,13 @@ class PanopticScenesDataset(Dataset):
     categories: tuple[dict, ...] = tuple({"name": n, "isthing": t} for n, t, _ in CATEGORIES)
 
     def __init__(self, split: str = "train", size: int = 4000, resolution: int = 64, seed: int = 0,
-                 augment: bool = False, render_resolution: int | None = None) -> None:  # fmt: skip
+                 augment: bool = False, render_resolution: int | None = None, things: tuple[int, int] = (2, 7),
+                 thing_size: tuple[float, float] = (0.12, 0.35)) -> None:  # fmt: skip
         if split not in SPLITS:
             raise ValueError(f"split must be one of {list(SPLITS)}, got {split!r}")
         self.split, self.size, self.resolution, self.seed = split, int(size), int(resolution), int(seed)
+        self.things = (int(things[0]), int(things[1]))
+        self.thing_size = (float(thing_size[0]), float(thing_size[1]))
         self.augment = augment
         self.render_resolution = int(render_resolution or resolution)
 
@@ -139,7 +154,8 @@ class PanopticScenesDataset(Dataset):
         return self.size
 
     def render(self, index: int):
-        return render_panoptic_scene(self.seed, self.split, index, self.render_resolution)
+        return render_panoptic_scene(self.seed, self.split, index, self.render_resolution, self.things,
+                                     self.thing_size)  # fmt: skip
 
     def panoptic_target(self, index: int) -> tuple[np.ndarray, dict[int, tuple[int, bool]]]:
         """Ground truth for PQ at native resolution: ids ``(H, W)`` and ``{id: (semantic label, iscrowd)}``."""

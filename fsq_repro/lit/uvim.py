@@ -200,17 +200,42 @@ def stage_uvim_stage2(cfg: DictConfig) -> dict:
 
 
 @torch.inference_mode()
+def baseline_mean(task, dataset, batch_size: int, count: int = 512) -> torch.Tensor:
+    """The mean of ``task.baseline_statistic`` over the first ``count`` items of ``dataset`` (the training set
+    without augmentation): what the constant baseline predicts from (the mean depth map, the class frequencies)."""
+    subset = torch.utils.data.Subset(dataset, range(min(count, len(dataset))))
+    loader = torch.utils.data.DataLoader(subset, batch_size=batch_size, collate_fn=collate_skip_corrupt)
+    total, n = None, 0
+    for batch in loader:
+        if batch["image"].numel() == 0:
+            continue
+        stat = task.baseline_statistic(batch).double()
+        total = stat.sum(0) if total is None else total + stat.sum(0)
+        n += stat.shape[0]
+    if total is None:
+        raise ValueError("the constant baseline found no readable training item")
+    return (total / n).float()
+
+
+@torch.inference_mode()
 def evaluate(lm, stage1, task, dataset, batch_size: int, device: str, num_keep: int = 8,
-             progress: bool = True) -> tuple[dict, dict]:  # fmt: skip
+             progress: bool = True, prior: torch.Tensor | None = None) -> tuple[dict, dict]:  # fmt: skip
     """Predictions for every item of ``dataset``: ``(results, kept)`` — the task's metrics (``task.metric``, against
     the dataset's native ground truth) of the UViM prediction and of the oracle, codebook usage of the true and the
-    predicted codes; ``kept`` holds the first ``num_keep`` images, truths and predictions."""
+    predicted codes; ``kept`` holds the first ``num_keep`` images, truths and predictions.
+
+    Two baselines say whether the task tests the bottleneck at all: ``context_only`` = the Stage I decoder with every
+    code dropped (all zeros: UViM's random code dropout trains the decoder for this case, about 1 sample in L + 1,
+    so it is what the image context alone gives this decoder), and ``constant`` (with ``prior`` = ``baseline_mean``
+    of the training set) = ``task.baseline_prediction``, which ignores the code and, except colorization's
+    grayscale, the image too."""
     from fsq_repro.generation.autoregressive import decode
     from fsq_repro.metrics.usage import CodebookUsage
 
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, collate_fn=collate_skip_corrupt)
     base = dataset.dataset if isinstance(dataset, torch.utils.data.Subset) else dataset  # items carry their index
-    metrics = {name: task.metric(base) for name in ("uvim", "oracle")}
+    parts = ("uvim", "oracle", "context_only") + (("constant",) if prior is not None else ())
+    metrics = {name: task.metric(base) for name in parts}
     usage, predicted_usage = (
         CodebookUsage(stage1.codebook_size).to(device),
         CodebookUsage(stage1.codebook_size).to(device),
@@ -229,7 +254,13 @@ def evaluate(lm, stage1, task, dataset, batch_size: int, device: str, num_keep: 
         predicted_usage.update(codes)
         preds = {"uvim": task.predict(stage1.decode_indices(codes, image)),
                  "oracle": task.predict(stage1.decode_indices(true_codes, image))}  # fmt: skip
-        for name, pred in preds.items():
+        dropped = torch.zeros_like(
+            stage1.quantizer.indexes_to_codes(true_codes), dtype=stage1.decoder_stem.weight.dtype
+        )
+        baselines = {"context_only": task.predict(stage1.decode(dropped, image))}
+        if prior is not None:
+            baselines["constant"] = task.baseline_prediction(prior, batch)
+        for name, pred in {**preds, **baselines}.items():
             metrics[name].update(pred, batch)
         count += image.shape[0]
         room = num_keep - sum(len(x) for x in kept["image"])
@@ -270,12 +301,13 @@ def stage_uvim_eval(cfg: DictConfig) -> dict:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     stage1, task = load_uvim_stage1(path, device=device)
     lm = load_uvim_lm(lm_path, stage1_hash=file_hash(path), device=device)
-    _, val = eval_datasets(cfg)
+    train, val = eval_datasets(cfg)
     limit = cfg.get("eval_num_images")
     if limit:
         val = torch.utils.data.Subset(val, range(min(int(limit), len(val))))
-    results, kept = evaluate(lm, stage1, task, val, int(cfg.data.get("val_batch_size") or cfg.data.batch_size),
-                                   device)  # fmt: skip
+    batch_size = int(cfg.data.get("val_batch_size") or cfg.data.batch_size)
+    prior = baseline_mean(task, train, batch_size)
+    results, kept = evaluate(lm, stage1, task, val, batch_size, device, prior=prior)
     context = stage1.ctx_enc is not None or stage1.ctx_dec is not None
     results.update(task=task.config(), quantizer=stage1.quantizer.config(), codebook_size=stage1.codebook_size,
                    context=context,
@@ -290,6 +322,7 @@ def stage_uvim_eval(cfg: DictConfig) -> dict:
     key = task.headline[0]
     print(
         f"  {key.upper()} {results['uvim'][key]:.4f} (oracle {results['oracle'][key]:.4f}), codebook usage "
-        f"{100 * results['usage']:.1f} %, {results['num_images']} images; wrote {out / 'uvim_eval.json'}"
+        f"{100 * results['usage']:.1f} %, {results['num_images']} images; baselines: context only "
+        f"{results['context_only'][key]:.4f}, constant {results['constant'][key]:.4f}; wrote {out / 'uvim_eval.json'}"
     )
     return results

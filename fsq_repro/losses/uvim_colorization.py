@@ -78,6 +78,16 @@ class ColorizationTask:
     def render(pred: torch.Tensor) -> torch.Tensor:
         return pred.float().cpu()
 
+    def baseline_statistic(self, batch: dict) -> torch.Tensor:
+        """The constant baseline needs no training statistic (the mean colour is a placeholder)."""
+        return batch["color"].float().mean((2, 3))
+
+    @staticmethod
+    def baseline_prediction(mean: torch.Tensor, batch: dict) -> torch.Tensor:
+        """The constant baseline: no colour at all — the grayscale context itself as the prediction (zero chroma,
+        the right luminance) ``(B, 3, H, W)``."""
+        return batch["image"].float()
+
     def metric(self, dataset=None) -> ColorizationMetric:
         """PSNR only without a dataset (Stage I validation); PSNR + FD (builds the extractor) with one."""
         return ColorizationMetric(self, dataset)

@@ -67,6 +67,14 @@ class DepthTask:
         depth = batch["depth"]
         return depth[:, 0] if depth.dim() == 4 else depth
 
+    def baseline_statistic(self, batch: dict) -> torch.Tensor:
+        """What the constant baseline averages over training items: the depth maps ``(B, H, W)``."""
+        return self.truth(batch).float()
+
+    def baseline_prediction(self, mean: torch.Tensor, batch: dict) -> torch.Tensor:
+        """The constant baseline: the training set's mean depth map ``(H, W)`` for every image → ``(B, H, W)``."""
+        return mean.to(batch["image"].device).expand(batch["image"].shape[0], -1, -1)
+
     def metric(self, dataset=None) -> DepthMetric:
         return DepthMetric(self.min_depth, self.max_depth)
 

@@ -95,6 +95,18 @@ class PanopticTask:
         """The batch's labels as a prediction-shaped ``(B, 2, H, W)`` map (for grids)."""
         return torch.stack([batch["semantics"], batch["instances"]], dim=1).long()
 
+    def baseline_statistic(self, batch: dict) -> torch.Tensor:
+        """What the constant baseline averages over training items: one-hot semantics ``(B, K, H, W)``."""
+        sem = batch["semantics"].long().clamp(0, self.num_semantic - 1)
+        return F.one_hot(sem, self.num_semantic).permute(0, 3, 1, 2).float()
+
+    def baseline_prediction(self, mean: torch.Tensor, batch: dict) -> torch.Tensor:
+        """The constant ("all-stuff") baseline: every pixel takes its most frequent training class (VOID excluded),
+        one segment per class (instance 0) → ``(B, 2, H, W)``."""
+        frequent = mean[1:].argmax(0) + 1  # (H, W)
+        pred = torch.stack([frequent, torch.zeros_like(frequent)])
+        return pred.to(batch["image"].device).expand(batch["image"].shape[0], -1, -1, -1)
+
     def metric(self, dataset=None) -> PanopticMetric:
         return PanopticMetric(dataset, self.num_semantic)
 

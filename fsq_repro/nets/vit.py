@@ -86,9 +86,7 @@ class Attention(nn.Module):
     for one new position; ``causal`` masks within the new block).
     """
 
-    def __init__(
-        self, dim: int, num_heads: int, bias: bool = True, dropout: float = 0.0, init: str = "xavier"
-    ) -> None:
+    def __init__(self, dim: int, num_heads: int, bias: bool = True, dropout: float = 0.0, init: str = "xavier") -> None:
         super().__init__()
         if dim % num_heads:
             raise ValueError(f"width {dim} is not divisible by {num_heads} heads")

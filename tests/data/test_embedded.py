@@ -89,3 +89,40 @@ def test_photo_crops_deterministic_and_split_by_photo() -> None:
     assert train[0]["image"].shape == (3, 32, 32) and train[0]["label"] == 0
     assert len(train.photos) == 7 and len(val.photos) == 2
     assert not any(p is q for p in train.photos for q in val.photos)
+
+
+def _foreground_hue(image: np.ndarray) -> float:
+    """The hue of the most saturated-and-bright pixel: the shape's fill (the background is dark and desaturated)."""
+    import colorsys
+
+    rgb = image.reshape(-1, 3).astype(np.float64) / 255
+    score = (rgb.max(1) - rgb.min(1)) * rgb.max(1)
+    return colorsys.rgb_to_hsv(*rgb[int(score.argmax())])[0]
+
+
+def test_random_hue_is_independent_of_the_class_and_deterministic() -> None:
+    """hue="random" (the colorization stand-in): the fill's hue is uniform whatever the class, while hue="class"
+    keeps it at c / 10 ± 0.03; the rest of the image (background, shape, position) is drawn as in class mode."""
+    n, classes = 400, 10
+
+    def circular_gap(h: float, label: int) -> float:
+        d = abs(h - label / classes) % 1.0
+        return min(d, 1 - d)
+
+    gaps = {mode: np.array([circular_gap(_foreground_hue(render_shape_image(0, "train", i, 32, hue=mode)), i % classes)
+                            for i in range(n)]) for mode in ("class", "random")}  # fmt: skip
+    assert np.mean(gaps["class"] < 0.05) > 0.95  # the class sets the hue
+    # uniform hue: P(gap < 0.05) = 0.1 and the mean gap 0.25, whatever the class
+    assert abs(np.mean(gaps["random"] < 0.05) - 0.1) < 0.05 and abs(gaps["random"].mean() - 0.25) < 0.03
+    hues = np.array([_foreground_hue(render_shape_image(0, "train", i, 32, hue="random")) for i in range(n)])
+    assert np.histogram(hues, bins=4, range=(0, 1))[0].min() > n / 4 * 0.6  # every quarter of the hue circle
+    a, b = render_shape_image(0, "train", 5, 32, hue="random"), render_shape_image(0, "train", 5, 32, hue="random")
+    assert np.array_equal(a, b)
+    same = render_shape_image(0, "train", 5, 32, hue="class")
+    differs = np.any(a != same, axis=-1)
+    assert 0.05 < differs.mean() < 0.6  # only the shape's pixels change colour
+    ds = ShapesDataset("train", size=8, hue="random")
+    assert ds.fingerprint() != ShapesDataset("train", size=8).fingerprint()
+    assert np.array_equal(ds.images_uint8()[5], a)
+    with pytest.raises(ValueError, match="hue"):
+        ShapesDataset("train", size=8, hue="rainbow")

@@ -180,3 +180,33 @@ def test_classes_the_dataset_does_not_have_are_scored_as_void() -> None:
         metric.update(pred, batch)
         results.append(metric.compute())
     assert results[0] == results[1] and results[0]["pq"] < 1.0  # the corner did hurt the matched segments
+
+
+def test_fewer_larger_things_are_counted_and_sized_as_asked() -> None:
+    """things / thing_size (the demo's learnable-at-32-px scenes): at most ``things[1]`` non-crowd thing segments,
+    each drawn at ``thing_size`` × R, so their mean visible area grows; the defaults are the original scenes."""
+    default, explicit = (
+        render_panoptic_scene(0, "train", 5),
+        render_panoptic_scene(0, "train", 5, 64, (2, 7), (0.12, 0.35)),
+    )
+    assert all(np.array_equal(x, y) for x, y in zip(default[:2], explicit[:2]))
+
+    def stats(**kw) -> tuple[list[int], float]:
+        counts, areas = [], []
+        for i in range(60):
+            _, ids, segments = render_panoptic_scene(1, "train", i, 32, **kw)
+            things = [s for s, label, crowd in segments if label < 3 and not crowd]
+            counts.append(len(things))
+            areas += [float((ids == s).mean()) for s in things]
+        return counts, float(np.mean(areas))
+
+    small_counts, small_area = stats()
+    big_counts, big_area = stats(things=(1, 2), thing_size=(0.3, 0.45))
+    assert max(big_counts) <= 2 and min(big_counts) >= 1 and max(small_counts) > 2
+    # a square of side s·R covers s² of the image: E[s²] = 0.142 for U(0.3, 0.45), minus occlusion
+    assert big_area > 2 * small_area and 0.06 < big_area < 0.16
+    a = PanopticScenesDataset("val", size=4, resolution=32, things=(1, 2), thing_size=(0.3, 0.45))
+    b = PanopticScenesDataset("val", size=4, resolution=32, things=(1, 2), thing_size=(0.3, 0.45))
+    assert all(torch.equal(a[i]["semantics"], b[i]["semantics"]) for i in range(4))
+    with pytest.raises(ValueError, match="things"):
+        render_panoptic_scene(0, "val", 0, 32, things=(3, 1))
