@@ -17,6 +17,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from fsq_repro.errors import ConfigError
+from fsq_repro.hardware import default_device
 
 KNOWN_STAGES = (
     "data",
@@ -224,7 +225,7 @@ def run_sample(cfg: DictConfig) -> None:
     from fsq_repro.viz import save_image_grid
 
     rank, world = maybe_init_distributed()
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = default_device()
     tok_path = artifact_path(cfg, "tokenizer", "tokenizer.pt")
     tokenizer = load_tokenizer(tok_path, device=device)
     model = load_maskgit(artifact_path(cfg, "maskgit", "maskgit.pt"), tokenizer_hash=file_hash(tok_path), device=device)

@@ -60,7 +60,7 @@ def split_images(cfg: DictConfig, split: str, limit: int | None = None):
 
 
 def build_extractor(cfg: DictConfig):
-    from fsq_repro.evaluation import default_device
+    from fsq_repro.hardware import default_device
     from fsq_repro.metrics.features import build_extractor as build
 
     return build(cfg.metrics.extractor, cfg.metrics.get("inception_weights"), cfg.paths.cache_dir).to(default_device())
@@ -93,7 +93,7 @@ def tokenizer_and_model(cfg: DictConfig, need_model: bool, loaded: dict | None =
     keeps across tasks (the pipeline's ``eval`` stage), so each file is read once."""
     from fsq_repro.artifacts import load_maskgit, load_tokenizer
     from fsq_repro.data.token_cache import file_hash
-    from fsq_repro.evaluation import default_device
+    from fsq_repro.hardware import default_device
 
     loaded = {} if loaded is None else loaded
     tok_path = artifact_path(cfg, "tokenizer", "tokenizer.pt")

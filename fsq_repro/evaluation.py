@@ -36,14 +36,11 @@ import numpy as np
 import torch
 
 from fsq_repro.generation.sampling_job import to_uint8
+from fsq_repro.hardware import default_device
 from fsq_repro.metrics import feature_statistics, frechet_distance, precision_recall
 from fsq_repro.metrics.fid import load_statistics, save_statistics
 from fsq_repro.metrics.inception_score import inception_score_mode
 from fsq_repro.metrics.usage import usage_from_histogram
-
-
-def default_device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 @dataclass

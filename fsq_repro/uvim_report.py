@@ -141,7 +141,12 @@ def fsq_vs_vq(rows: list[dict], task: str) -> str | None:
         tol, rule = 2 * math.sqrt((stds[0] ** 2 + stds[1] ** 2) / 2), "2 pooled std over seeds"
     elif f"constant_{key}" in vq:
         best = min(fsq[key], vq[key]) if lower_better else max(fsq[key], vq[key])
-        tol, rule = 0.1 * abs(best - vq[f"constant_{key}"]), "10 % of the gain over the constant baseline"
+        constant = vq[f"constant_{key}"]
+        if (best >= constant) if lower_better else (best <= constant):
+            return (f"{task}: undecided — neither FSQ ({fsq[key]:.3f}) nor VQ ({vq[key]:.3f}) beats the constant "
+                    f"baseline ({constant:.3f}) in {fsq['metric_name']}; their Stage I oracles: FSQ "
+                    f"{fsq[f'oracle_{key}']:.3f}, VQ {vq[f'oracle_{key}']:.3f}")  # fmt: skip
+        tol, rule = 0.1 * abs(best - constant), "10 % of the gain over the constant baseline"
     else:
         return None
     better = "FSQ" if (diff < 0) == lower_better else "VQ"

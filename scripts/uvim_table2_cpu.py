@@ -37,11 +37,9 @@ def main() -> None:
     seeds = "seed=" + ",".join(map(str, args.seeds))
     start, dirs, commands = time.perf_counter(), [], []
     for task in args.tasks:
-        jobs = [RUNS[task]] + ([ABLATIONS[task]] if ABLATIONS[task] else [])
-        for n, job in enumerate(jobs):
-            out = args.out / (task if n == 0 else f"{task}_ablation")
-            commands.append(run_task(job, out, [seeds, *overrides]))
-            dirs.append(out)
+        for job in RUNS[task] + ([ABLATIONS[task]] if ABLATIONS[task] else []):
+            commands.append(run_task(job, args.out / task, [seeds, *overrides]))
+        dirs.append(args.out / task)
     minutes = (time.perf_counter() - start) / 60
 
     from fsq_repro.uvim_report import findings, table2_markdown, write_uvim_report

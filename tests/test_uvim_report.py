@@ -34,6 +34,9 @@ def test_fsq_vs_vq_single_run_uses_ten_percent_of_the_gain_over_the_constant() -
     rows = [row("panoptic", "FSQ", 44.0), row("panoptic", "VQ", 40.0, constant=10.0)]  # tolerance 3.4
     assert fsq_vs_vq(rows, "panoptic").startswith("panoptic: FSQ is better")
     assert fsq_vs_vq([row("panoptic", "FSQ", 1.0)], "panoptic") is None  # no VQ row, no verdict
+    rows = [row("depth", "FSQ", 1.8), row("depth", "VQ", 2.0, constant=1.0)]  # neither beats the constant
+    rows[0]["oracle_rmse"], rows[1]["oracle_rmse"] = 0.7, 0.6
+    assert fsq_vs_vq(rows, "depth").startswith("depth: undecided — neither FSQ (1.800) nor VQ (2.000)")
 
 
 def test_findings_collapse_and_context() -> None:

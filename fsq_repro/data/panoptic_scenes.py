@@ -42,6 +42,7 @@ CATEGORIES = (  # (name, isthing, hue) in contiguous-label order
     ("sand", False, 0.11),
 )
 MIN_VISIBLE = 6
+MEMO_LIMIT = 8192  # scenes a dataset keeps after rendering them once
 
 
 def _thing_mask(kind: int, xs: np.ndarray, ys: np.ndarray, cx: float, cy: float, size: float) -> np.ndarray:
@@ -142,6 +143,7 @@ class PanopticScenesDataset(Dataset):
         self.split, self.size, self.resolution, self.seed = split, int(size), int(resolution), int(seed)
         self.things = (int(things[0]), int(things[1]))
         self.thing_size = (float(thing_size[0]), float(thing_size[1]))
+        self._memo: dict[int, tuple] = {}
         self.augment = augment
         self.render_resolution = int(render_resolution or resolution)
 
@@ -154,8 +156,17 @@ class PanopticScenesDataset(Dataset):
         return self.size
 
     def render(self, index: int):
-        return render_panoptic_scene(self.seed, self.split, index, self.render_resolution, self.things,
-                                     self.thing_size)  # fmt: skip
+        """The scene (memoised: training, the token cache and every metric of ``uvim_eval`` ask for the same
+        scenes again; up to ``MEMO_LIMIT`` scenes are kept, e.g. 4 000 scenes at 32 px take 44 MB)."""
+        if index in self._memo:
+            return self._memo[index]
+        scene = render_panoptic_scene(self.seed, self.split, index, self.render_resolution, self.things,
+                                      self.thing_size)  # fmt: skip
+        if len(self._memo) < MEMO_LIMIT:
+            for array in scene[:2]:
+                array.flags.writeable = False  # shared by every later caller: nobody may change it
+            self._memo[index] = scene
+        return scene
 
     def panoptic_target(self, index: int) -> tuple[np.ndarray, dict[int, tuple[int, bool]]]:
         """Ground truth for PQ at native resolution: ids ``(H, W)`` and ``{id: (semantic label, iscrowd)}``."""
@@ -167,6 +178,6 @@ class PanopticScenesDataset(Dataset):
             raise IndexError(index)
         rgb, ids, segments = self.render(index)
         semantics, instances = two_channels(ids, [s[0] for s in segments], [s[1] for s in segments])
-        image = torch.from_numpy(rgb).permute(2, 0, 1).float() / 127.5 - 1
+        image = torch.tensor(rgb).permute(2, 0, 1).float() / 127.5 - 1  # a copy: the memoised scene is read-only
         return make_panoptic_item(image, torch.from_numpy(semantics), torch.from_numpy(instances), index,
                                   self.resolution, self.augment)  # fmt: skip

@@ -24,6 +24,7 @@ from fsq_repro.artifacts import load_tokenizer, save_maskgit
 from fsq_repro.data.fingerprint import data_fingerprint
 from fsq_repro.data.token_cache import build_token_cache, file_hash, reuse_or_wait
 from fsq_repro.errors import ConfigError
+from fsq_repro.hardware import default_device
 from fsq_repro.lit.callbacks import ImageGridLogger
 from fsq_repro.lit.datamodules import TokenDataModule
 from fsq_repro.lit.global_batch import configure_global_batch
@@ -63,7 +64,7 @@ def tokenize(
     if cached is not None:
         return cached
     rank, world, barrier = (dist.get_rank(), dist.get_world_size(), dist.barrier) if sharded else (0, 1, lambda: None)
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = device or default_device()
     tokenizer = load_tokenizer(tok_path, device=device)
     if tokenizer.resolution != int(cfg.data.resolution):
         raise ConfigError(

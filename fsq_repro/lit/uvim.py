@@ -37,6 +37,7 @@ from fsq_repro.data.token_cache import (
     reuse_or_wait,
 )
 from fsq_repro.errors import ConfigError
+from fsq_repro.hardware import default_device
 from fsq_repro.lit.callbacks import ImageGridLogger
 from fsq_repro.lit.datamodules import ImageDataModule
 from fsq_repro.lit.global_batch import configure_global_batch
@@ -127,7 +128,7 @@ def stage_uvim_tokenize(cfg: DictConfig) -> dict:
     if cached is not None:
         return cached
     start = time.perf_counter()
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = default_device()
     model, task = load_uvim_stage1(path, device=device)
     train, val = eval_datasets(cfg)
 
@@ -298,7 +299,7 @@ def stage_uvim_eval(cfg: DictConfig) -> dict:
         return {}  # rank 0 evaluates (a few hundred images) and writes the files
     path = stage1_path(cfg)
     lm_path = Path(cfg.get("uvim_lm") or run_dir(cfg) / "uvim_lm.pt")
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = default_device()
     stage1, task = load_uvim_stage1(path, device=device)
     lm = load_uvim_lm(lm_path, stage1_hash=file_hash(path), device=device)
     train, val = eval_datasets(cfg)
