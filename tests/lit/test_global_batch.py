@@ -225,9 +225,9 @@ def test_stage1_batch_4_with_accumulation_2_equals_batch_8(tmp_path) -> None:
         for p_big, p_small in zip(big_opt.param_groups[0]["params"], small_opt.param_groups[0]["params"]):
             for key in ("exp_avg", "exp_avg_sq"):
                 ref = big_opt.state[p_big][key]
-                # float32 summation order differs between the two layouts (2.3e-6 seen on an AVX2-only CPU at
-                # entries near 0); a wrongly scaled accumulation is off by ~100 % of the tensor's scale
-                atol = max(1e-6, 1e-3 * float(ref.abs().max()))
+                # float32 summation order differs between the two layouts (up to 0.2 % of the tensor's scale seen
+                # on an AVX2-only CPU); a wrongly scaled accumulation is off by ~100 % of it
+                atol = max(1e-6, 1e-2 * float(ref.abs().max()))
                 torch.testing.assert_close(small_opt.state[p_small][key], ref, rtol=1e-4, atol=atol)
 
 
