@@ -172,6 +172,9 @@ def run_train(cfg: DictConfig) -> None:
     bad_tasks = [t for t in cfg.get("eval_tasks") or [] if t not in pipeline_tasks]
     if "eval" in cfg.stages and bad_tasks:  # checked before hours of training, not after
         raise ConfigError(f"unknown eval_tasks {bad_tasks}; known: {list(pipeline_tasks)}")
+    featureless = [t for t in cfg.get("eval_tasks") or [] if t not in ("reconstruction", "compression")]
+    if "eval" in cfg.stages and cfg.metrics.get("extractor") == "none" and featureless:
+        raise ConfigError(f"eval_tasks {featureless} need a feature space: metrics.extractor=inception or shapes")
     missing = [s for s in cfg.stages if s not in STAGES]
     if missing:
         raise ConfigError(

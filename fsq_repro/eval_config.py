@@ -63,6 +63,8 @@ def build_extractor(cfg: DictConfig):
     from fsq_repro.hardware import default_device
     from fsq_repro.metrics.features import build_extractor as build
 
+    if cfg.metrics.extractor == "none":  # reconstruction and compression only (PSNR, usage, bits)
+        return None
     return build(cfg.metrics.extractor, cfg.metrics.get("inception_weights"), cfg.paths.cache_dir).to(default_device())
 
 
@@ -117,13 +119,15 @@ def run_one(
         tokenizer, model = tokenizer_and_model(cfg, need_model=True, loaded=loaded)
         count = cfg.metrics.get("compression_images") or num_images
         return evaluation.compression(tokenizer, model, split_batches(cfg, "val", count), options)
+    if extractor is None and task != "reconstruction":
+        raise ConfigError(f"task={task} needs a feature space: metrics.extractor=inception or shapes, not none")
     if task == "semantics":
         from fsq_repro.semantics import semantics_study
 
         tokenizer, _ = tokenizer_and_model(cfg, need_model=False, loaded=loaded)
         return semantics_study(tokenizer, extractor, split_images(cfg, "val", num_images), options, out_dir,
                                **OmegaConf.to_container(cfg.get("semantics") or {}, resolve=True))  # fmt: skip
-    ref = reference_for(cfg, extractor, options)
+    ref = None if extractor is None else reference_for(cfg, extractor, options)
     if task == "reconstruction":
         tokenizer, _ = tokenizer_and_model(cfg, need_model=False, loaded=loaded)
         return evaluation.reconstruction(
@@ -147,6 +151,8 @@ def run_task(cfg: DictConfig, out_dir: Path) -> dict:
     options = options_from(cfg)
     extractor = None if task == "compression" else build_extractor(cfg)
     if task == "ref_stats":
+        if extractor is None:
+            raise ConfigError("task=ref_stats needs a feature space: metrics.extractor=inception or shapes, not none")
         images = map(uint8_nchw, split_images(cfg, cfg.metrics.reference_split, int(cfg.metrics.reference_size)))
         results = compute_reference(extractor, images, out_dir / "ref_stats.npz", options)
     else:

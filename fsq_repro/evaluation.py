@@ -142,7 +142,9 @@ def plot_usage(hist: torch.Tensor, path: Path, title: str) -> Path:
 
 def reconstruction(tokenizer, extractor, images: Iterable[torch.Tensor], ref: Reference, options: EvalOptions,
                    out_dir: Path | None = None) -> dict:  # fmt: skip
-    """``images``: ``(B, 3, H, W)`` batches in [−1, 1] → rFD (rsFD), PSNR, MSE, usage, perplexity."""
+    """``images``: ``(B, 3, H, W)`` batches in [−1, 1] → rFD (rsFD), PSNR, MSE, usage, perplexity. With
+    ``extractor=None`` (``metrics.extractor=none``: no feature space fits the images, e.g. the embedded photo crops)
+    only PSNR, MSE, usage and perplexity, and no feature distance at all."""
     hist = torch.zeros(tokenizer.codebook_size, dtype=torch.long)
     sq_err = []
 
@@ -154,10 +156,13 @@ def reconstruction(tokenizer, extractor, images: Iterable[torch.Tensor], ref: Re
             sq_err.append((recon - batch).pow(2).flatten(1).mean(1))
             yield uint8_nchw(recon)
 
-    features = extract(extractor, through_tokenizer(), options.device)
+    if extractor is None:
+        results = {"num_images": sum(len(batch) for batch in through_tokenizer()), "metric_space": "none"}
+    else:
+        results = image_metrics(extractor, extract(extractor, through_tokenizer(), options.device), ref, options,
+                                prefix="r")  # fmt: skip
     mse = torch.cat(sq_err)
     stats = usage_from_histogram(hist)
-    results = image_metrics(extractor, features, ref, options, prefix="r")
     results.update({
         "psnr": float((10 * torch.log10(4.0 / mse.clamp_min(1e-10))).mean()),
         "mse": float(mse.mean()),

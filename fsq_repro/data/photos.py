@@ -39,7 +39,9 @@ class PhotoCropsDataset:
     """Unconditional random crops of the embedded photos (``configs/data/photos.yaml``).
 
     Train crops come from the seven scikit-image photos, val/test crops from the two scikit-learn photos, so the
-    splits share no pixels. Crop ``i`` is a pure function of ``(seed, split, i)``: a random square of side
+    splits share no pixels. ``source="all"`` draws the val/test crops from all nine photos instead: a more diverse
+    val split (what limits codebook usage at CPU scale, ``scripts/tradeoff_photos.py``) that shares photos, though
+    not crops, with train. Crop ``i`` is a pure function of ``(seed, split, i)``: a random square of side
     ``resolution × U(1, 2.5)`` (capped by the photo), resized to ``resolution`` (bicubic), flipped with p = 0.5 in
     train. Items: ``{"image": (3, R, R) float32 in [−1, 1], "label": 0, "index": i}``.
     """
@@ -47,15 +49,24 @@ class PhotoCropsDataset:
     num_classes = 1
     class_names = ("photo",)
 
-    def __init__(self, split: str = "train", size: int = 10_000, resolution: int = 32, seed: int = 0) -> None:
+    def __init__(self, split: str = "train", size: int = 10_000, resolution: int = 32, seed: int = 0,
+                 source: str = "held_out") -> None:  # fmt: skip
         from fsq_repro.data.embedded import SPLITS
 
         if split not in SPLITS:
             raise ValueError(f"split must be one of {list(SPLITS)}, got {split!r}")
+        if source not in ("held_out", "all"):
+            raise ValueError(
+                f"source must be 'held_out' (val/test from the 2 scikit-learn photos) or 'all', got {source!r}"
+            )
         self.split, self.size, self.resolution, self.seed = split, int(size), int(resolution), int(seed)
+        self.source = "held_out" if split == "train" else source  # train always uses the seven scikit-image photos
         self._split_id = SPLITS[split]
         photos = load_embedded_photos()
-        self.photos = photos[: len(SKIMAGE_PHOTOS)] if split == "train" else photos[len(SKIMAGE_PHOTOS) :]
+        if split == "train":
+            self.photos = photos[: len(SKIMAGE_PHOTOS)]
+        else:
+            self.photos = photos if self.source == "all" else photos[len(SKIMAGE_PHOTOS) :]
         if self.resolution > min(min(p.shape[:2]) for p in self.photos):
             raise ValueError(f"resolution {resolution} is larger than the smallest embedded photo")
 
@@ -63,7 +74,8 @@ class PhotoCropsDataset:
         return self.size
 
     def fingerprint(self) -> str:
-        return f"photos-v1-{self.split}-n{self.size}-r{self.resolution}-s{self.seed}"
+        suffix = "-all" if self.source == "all" else ""
+        return f"photos-v1-{self.split}-n{self.size}-r{self.resolution}-s{self.seed}{suffix}"
 
     def __getitem__(self, index: int) -> dict:
         from PIL import Image

@@ -206,4 +206,4 @@ def build_extractor(kind: str, inception_weights: str | None = None, cache_dir: 
         return InceptionFeatures(inception_weights)
     if kind == "shapes":
         return ShapesClassifierFeatures(cache_dir)
-    raise ConfigError(f"metrics.extractor={kind!r}: choose inception (FID) or shapes (FD-shapes)")
+    raise ConfigError(f"metrics.extractor={kind!r}: choose inception (FID), shapes (FD-shapes) or none (PSNR only)")

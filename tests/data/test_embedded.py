@@ -91,6 +91,28 @@ def test_photo_crops_deterministic_and_split_by_photo() -> None:
     assert not any(p is q for p in train.photos for q in val.photos)
 
 
+def test_photo_crops_val_source_all_draws_from_every_photo_deterministically() -> None:
+    """source="all" (the val-diversity probe of scripts/tradeoff_photos.py): val crops come from all nine photos,
+    deterministic, a different data fingerprint; the crops' mean colour moves from the two held-out photos' towards
+    the whole set's (train always keeps the seven scikit-image photos)."""
+    held = PhotoCropsDataset("val", size=300, resolution=32)
+    every = PhotoCropsDataset("val", size=300, resolution=32, source="all")
+    assert len(every.photos) == 9 and every.fingerprint() != held.fingerprint()
+    assert (
+        PhotoCropsDataset("train", size=5, source="all").fingerprint()
+        == PhotoCropsDataset("train", size=5).fingerprint()
+    )
+    assert torch.equal(every[7]["image"], PhotoCropsDataset("val", size=300, resolution=32, source="all")[7]["image"])
+
+    def mean_rgb(ds) -> np.ndarray:
+        return np.stack([ds[i]["image"].numpy().mean((1, 2)) for i in range(len(ds))]).mean(0)
+
+    whole = np.stack([p.reshape(-1, 3).mean(0) / 127.5 - 1 for p in every.photos]).mean(0)  # per-photo mean, averaged
+    assert np.abs(mean_rgb(every) - whole).max() < 0.5 * np.abs(mean_rgb(held) - whole).max()
+    with pytest.raises(ValueError, match="source"):
+        PhotoCropsDataset("val", source="everything")
+
+
 def _foreground_hue(image: np.ndarray) -> float:
     """The hue of the most saturated-and-bright pixel: the shape's fill (the background is dark and desaturated)."""
     import colorsys
