@@ -33,6 +33,13 @@ def cpu_autocast_dtype() -> torch.dtype | None:
     return torch.bfloat16 if cpu_has_fast_bf16() else None
 
 
+def autocast_dtype(device_type: str) -> torch.dtype | None:
+    """The autocast dtype of a training step on ``device_type``: bf16 on CUDA and on CPUs with fast bf16, else
+    ``None`` (float32, autocast off): ``torch.autocast(device_type, dtype or torch.bfloat16, enabled=dtype is not
+    None)``."""
+    return torch.bfloat16 if device_type == "cuda" else cpu_autocast_dtype()
+
+
 def resolve_precision(precision: str | int | None, on_cpu: bool) -> tuple[str | int | None, str | None]:
     """Lightning ``precision`` for this machine: a bf16 setting on a CPU without fast bf16 becomes ``32-true``.
     Returns ``(precision, note)`` where ``note`` is the one line to print when it changed (else ``None``)."""

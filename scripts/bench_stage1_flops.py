@@ -1,11 +1,12 @@
-"""Stage I training step vs the convolution limit of the same machine, at the step's own convolutions (#17, goal 2's
-Stage I half: report, target ≥ 0.4 at 128 px).
+"""Stage I training step vs the convolution limit of the same machine, at the step's own convolutions (target
+≥ 0.4 at 128 px).
 
     python scripts/bench_stage1_flops.py [--model tiny|maskgit_vqgan] [--resolution 128] [--batch 16] [--steps 5]
 
 - The step: one generator step as the CPU experiments train it (FSQ paper §4.1 tokenizer, ``quantizer=fsq_1000``):
-  encoder → FSQ → decoder under bf16 autocast, L2 loss, backward, gradient clipping, Adam (no GAN / LPIPS: the CPU
-  configs run without them). Its FLOPs are **counted** with ``torch.utils.flop_counter.FlopCounterMode``.
+  encoder → FSQ → decoder under bf16 autocast (float32 on a CPU without fast bf16: ``fsq_repro/hardware.py``), L2
+  loss, backward, gradient clipping, Adam (no GAN / LPIPS: the CPU configs run without them). Its FLOPs are
+  **counted** with ``torch.utils.flop_counter.FlopCounterMode``.
 - The limit: every convolution forward and backward the step dispatches (``aten.convolution``,
   ``aten.convolution_backward``) is recorded with its arguments' shapes, dtypes and strides (a
   ``TorchDispatchMode``) and replayed alone on random tensors of the same layout — achieved FLOP/s at exactly the
@@ -25,6 +26,8 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
+
+from fsq_repro.hardware import autocast_dtype
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 CONV_OPS = {torch.ops.aten.convolution.default, torch.ops.aten.convolution_backward.default}
@@ -70,8 +73,10 @@ def main() -> None:
     opt = torch.optim.Adam(tokenizer.parameters(), 1e-4, betas=(0.9, 0.99))
     x = torch.rand(args.batch, 3, args.resolution, args.resolution, device=device) * 2 - 1
 
+    dtype = autocast_dtype(device.type)  # None: float32, no autocast
+
     def step() -> None:
-        with torch.autocast(device.type, torch.bfloat16):
+        with torch.autocast(device.type, dtype or torch.bfloat16, enabled=dtype is not None):
             recon, q = tokenizer(x)
             loss = (recon.float() - x).pow(2).mean() + q.loss
         opt.zero_grad(set_to_none=True)
@@ -94,7 +99,7 @@ def main() -> None:
     medians = interleaved_medians({"step": step, **convs}, args.steps, device)
     step_time, conv_time = medians["step"], sum(medians[name] for name in convs)
     achieved, limit = flops / step_time / 1e9, conv_flops / conv_time / 1e9
-    print(f"{args.model} @ {args.resolution} px, batch {args.batch}, bf16 autocast, FSQ [8,5,5,5]: "
+    print(f"{args.model} @ {args.resolution} px, batch {args.batch}, {dtype or torch.float32}, FSQ [8,5,5,5]: "
           f"{sum(p.numel() for p in tokenizer.parameters()) / 1e6:.2f} M parameters")  # fmt: skip
     print(f"step: {step_time * 1e3:.1f} ms (median of {args.steps}, interleaved with the convolutions), "
           f"{flops / 1e9:.2f} GFLOP counted -> {achieved:.1f} GFLOP/s")  # fmt: skip

@@ -5,8 +5,8 @@
 - FLOPs of one full training step (masking, forward, masked-token loss, backward) are **counted** with
   ``torch.utils.flop_counter.FlopCounterMode``, not by formula.
 - The limit: every matrix multiply (``mm``/``addmm``/``bmm``) the step issues is recorded with its shapes (a
-  ``TorchDispatchMode``), then each is timed alone in bf16 (the step's autocast dtype) — achieved matmul FLOP/s at
-  exactly the model's GEMMs.
+  ``TorchDispatchMode``), then each is timed alone in the step's autocast dtype (bf16 on CUDA and on CPUs with fast
+  bf16, else float32: ``fsq_repro/hardware.py``) — achieved matmul FLOP/s at exactly the model's GEMMs.
 - ``ratio = (step FLOPs / step time) / (GEMM FLOPs / GEMM time)`` (goal ≥ 0.6), printed last.
 
 Presets: ``tiny`` = model/stage2/tiny (4 × 192, 64 tokens, 125 codes, batch 64); ``mid`` = 8 × 512, 256 tokens,
@@ -25,6 +25,7 @@ from bench_sampler import interleaved_medians  # the scripts/ folder is on sys.p
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
+from fsq_repro.hardware import autocast_dtype
 from fsq_repro.lit.maskgit_module import MaskGITModule
 from fsq_repro.nets.transformer import MaskGITTransformer
 
@@ -68,6 +69,29 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
+def measure_step(step, steps: int, device: torch.device, dtype: torch.dtype) -> dict:
+    """Time ``step`` against its own GEMMs replayed alone in ``dtype``: one warm-up (and compilation), the FLOPs
+    counted, the GEMMs recorded, then the step and every GEMM shape timed round-robin (medians; the shared machine's
+    noise hits both alike). Returns ``first`` (s), ``flops``, ``step_time`` (s), ``gemm_flops``, ``gemm_time`` (s),
+    ``gemms`` / ``shapes`` (calls / distinct shapes), ``achieved`` and ``limit`` (GFLOP/s)."""
+    start = time.perf_counter()
+    step()
+    first = time.perf_counter() - start
+    with FlopCounterMode(display=False) as counter:
+        step()
+    flops = counter.get_total_flops()
+    recorder = GemmRecorder()
+    with recorder:
+        step()
+    gemms = gemm_calls(recorder.calls, device, dtype)
+    medians = interleaved_medians({"step": step, **{name: fn for name, (fn, _, _) in gemms.items()}}, steps, device)
+    gemm_flops = sum(f * count for _, f, count in gemms.values())
+    gemm_time = sum(medians[name] * count for name, (_, _, count) in gemms.items())
+    return {"first": first, "flops": flops, "step_time": medians["step"], "gemm_flops": gemm_flops,
+            "gemm_time": gemm_time, "gemms": sum(recorder.calls.values()), "shapes": len(recorder.calls),
+            "achieved": flops / medians["step"] / 1e9, "limit": gemm_flops / gemm_time / 1e9}  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--preset", choices=sorted(PRESETS), default="tiny")
@@ -87,37 +111,24 @@ def main() -> None:
     data = {"tokens": torch.randint(0, p["codes"], (batch, p["tokens"]), device=device),
             "label": torch.randint(0, p["classes"], (batch,), device=device)}  # fmt: skip
 
+    dtype = autocast_dtype(device.type)  # None: float32, no autocast
+
     def step() -> None:
-        with torch.autocast(device.type, torch.bfloat16):
+        with torch.autocast(device.type, dtype or torch.bfloat16, enabled=dtype is not None):
             loss, _, _ = module._masked_step(data)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
 
-    start = time.perf_counter()
-    step()  # warm-up (and compilation)
-    first = time.perf_counter() - start
-    with FlopCounterMode(display=False) as counter:
-        step()
-    flops = counter.get_total_flops()
-    recorder = GemmRecorder()
-    with recorder:
-        step()
-    # the step and every GEMM shape timed round-robin (medians): the shared machine's noise hits both alike
-    gemms = gemm_calls(recorder.calls, device)
-    fns = {"step": step, **{name: fn for name, (fn, _, _) in gemms.items()}}
-    medians = interleaved_medians(fns, args.steps, device)
-    step_time = medians["step"]
-    gemm_flops = sum(flops_ * count for _, flops_, count in gemms.values())
-    gemm_time = sum(medians[name] * count for name, (_, _, count) in gemms.items())
-    achieved, limit = flops / step_time / 1e9, gemm_flops / gemm_time / 1e9
-    print(f"{args.preset}: {p['depth']} x {p['width']}, {p['tokens']} tokens, batch {batch}, dropout {args.dropout}"
-          f"{', compiled' if args.compile else ''}; first step {first:.2f} s")  # fmt: skip
-    print(f"step: {step_time * 1e3:.1f} ms (median of {args.steps}, interleaved with the GEMMs), "
-          f"{flops / 1e9:.2f} GFLOP counted "
-          f"-> {achieved:.1f} GFLOP/s")  # fmt: skip
-    print(f"its {sum(recorder.calls.values())} GEMMs ({len(recorder.calls)} shapes) alone in bf16: "
-          f"{gemm_flops / 1e9:.2f} GFLOP in {gemm_time * 1e3:.1f} ms -> {limit:.1f} GFLOP/s")  # fmt: skip
+    m = measure_step(step, args.steps, device, dtype or torch.float32)
+    achieved, limit = m["achieved"], m["limit"]
+    print(f"{args.preset}: {p['depth']} x {p['width']}, {p['tokens']} tokens, batch {batch}, dropout "
+          f"{args.dropout}{', compiled' if args.compile else ''}, {dtype or torch.float32}; first step "
+          f"{m['first']:.2f} s")  # fmt: skip
+    print(f"step: {m['step_time'] * 1e3:.1f} ms (median of {args.steps}, interleaved with the GEMMs), "
+          f"{m['flops'] / 1e9:.2f} GFLOP counted -> {achieved:.1f} GFLOP/s")  # fmt: skip
+    print(f"its {m['gemms']} GEMMs ({m['shapes']} shapes) alone: {m['gemm_flops'] / 1e9:.2f} GFLOP in "
+          f"{m['gemm_time'] * 1e3:.1f} ms -> {limit:.1f} GFLOP/s")  # fmt: skip
     print(f"ratio: {achieved / limit:.2f}")
 
 

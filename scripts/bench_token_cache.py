@@ -10,7 +10,8 @@
   ImageNet scale — is not counted: the ratio is a lower bound for real on-the-fly training.
 
 The cache is built first (its build time is printed, not counted: it is paid once per tokenizer). Both arms run
-the same training step (masked CE, backward, AdamW) in bf16 autocast on the same batches, after one warm-up step.
+the same training step (masked CE, backward, AdamW) in bf16 autocast (float32 on a CPU without fast bf16) on the
+same batches, after one warm-up step.
 Ceiling: ``1 + (load + encode) / step``; the counted FLOPs are printed for the paper preset.
 Last line: ``ratio: <on-the-fly epoch time / cached epoch time>``.
 
@@ -36,6 +37,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from fsq_repro.data.loading import collate_skip_corrupt
 from fsq_repro.data.token_cache import TokenCacheDataset, build_token_cache
+from fsq_repro.hardware import autocast_dtype
 from fsq_repro.lit.maskgit_module import MaskGITModule
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -134,8 +136,10 @@ def main() -> None:
     module = MaskGITModule(model, lr=1e-4, warmup_steps=10)
     opt = torch.optim.AdamW(model.parameters(), 1e-4)
 
+    dtype = autocast_dtype("cpu")  # bf16 where this CPU has fast bf16, else float32 (fsq_repro/hardware.py)
+
     def train_step(batch: dict) -> None:
-        with torch.autocast("cpu", torch.bfloat16):
+        with torch.autocast("cpu", dtype or torch.bfloat16, enabled=dtype is not None):
             loss, _, _ = module._masked_step(batch)
         opt.zero_grad()
         loss.backward()
@@ -143,7 +147,7 @@ def main() -> None:
 
     @torch.no_grad()
     def encode(x: torch.Tensor) -> torch.Tensor:
-        with torch.autocast("cpu", torch.bfloat16):
+        with torch.autocast("cpu", dtype or torch.bfloat16, enabled=dtype is not None):
             return tokenizer.encode(x)
 
     def epoch(loader, on_the_fly: bool) -> float:

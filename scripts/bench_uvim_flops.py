@@ -20,14 +20,11 @@ Defaults are ``make demo-uvim``'s sizes (``configs/model/stage{1,2}/uvim_tiny.ya
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
-from bench_sampler import interleaved_medians  # the scripts/ folder is on sys.path when a script runs
-from bench_stage2_flops import GemmRecorder, gemm_calls
-from torch.utils.flop_counter import FlopCounterMode
+from bench_stage2_flops import measure_step  # the scripts/ folder is on sys.path when a script runs
 
-from fsq_repro.hardware import cpu_autocast_dtype
+from fsq_repro.hardware import autocast_dtype
 from fsq_repro.lit.uvim_module import UViMStage1Module, UViMStage2Module
 from fsq_repro.losses.uvim_tasks import build_task
 from fsq_repro.nets.uvim_lm import UViMLanguageModel
@@ -52,25 +49,12 @@ def fake_batch(task_name: str, batch: int, res: int, device: torch.device) -> di
 
 
 def measure(name: str, step, steps: int, device: torch.device, dtype: torch.dtype) -> float:
-    """Time ``step`` against its own GEMMs; print one line; return the ratio."""
-    start = time.perf_counter()
-    step()  # warm-up
-    first = time.perf_counter() - start
-    with FlopCounterMode(display=False) as counter:
-        step()
-    flops = counter.get_total_flops()
-    recorder = GemmRecorder()
-    with recorder:
-        step()
-    gemms = gemm_calls(recorder.calls, device, dtype)
-    medians = interleaved_medians({"step": step, **{k: fn for k, (fn, _, _) in gemms.items()}}, steps, device)
-    gemm_flops = sum(f * count for _, f, count in gemms.values())
-    gemm_time = sum(medians[k] * count for k, (_, _, count) in gemms.items())
-    achieved, limit = flops / medians["step"] / 1e9, gemm_flops / gemm_time / 1e9
-    print(f"{name}: step {medians['step'] * 1e3:.1f} ms (first {first:.2f} s), {flops / 1e9:.3f} GFLOP counted -> "
-          f"{achieved:.1f} GFLOP/s; its {sum(recorder.calls.values())} GEMMs alone: {limit:.1f} GFLOP/s; "
-          f"ratio {achieved / limit:.2f}")  # fmt: skip
-    return achieved / limit
+    """Time ``step`` against its own GEMMs (``bench_stage2_flops.measure_step``); print one line; return the ratio."""
+    m = measure_step(step, steps, device, dtype)
+    print(f"{name}: step {m['step_time'] * 1e3:.1f} ms (first {m['first']:.2f} s), {m['flops'] / 1e9:.3f} GFLOP "
+          f"counted -> {m['achieved']:.1f} GFLOP/s; its {m['gemms']} GEMMs alone: {m['limit']:.1f} GFLOP/s; "
+          f"ratio {m['achieved'] / m['limit']:.2f}")  # fmt: skip
+    return m["achieved"] / m["limit"]
 
 
 def main() -> None:
@@ -83,7 +67,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     device, res = torch.device(args.device), args.resolution
-    dtype = torch.bfloat16 if device.type == "cuda" else cpu_autocast_dtype()  # None: float32, no autocast
+    dtype = autocast_dtype(device.type)  # None: float32, no autocast
     torch.manual_seed(0)
     task = build_task(TASKS[args.task])
     arch = dict(patch_size=8, code_len=16, width=128, enc_depth=2, dec_depth=2, mlp_dim=256, num_heads=4)
