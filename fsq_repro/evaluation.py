@@ -40,6 +40,7 @@ from fsq_repro.hardware import default_device
 from fsq_repro.metrics import feature_statistics, frechet_distance, precision_recall
 from fsq_repro.metrics.fid import load_statistics, save_statistics
 from fsq_repro.metrics.inception_score import inception_score_mode
+from fsq_repro.metrics.psnr import psnr_from_mse
 from fsq_repro.metrics.usage import usage_from_histogram
 
 
@@ -164,7 +165,7 @@ def reconstruction(tokenizer, extractor, images: Iterable[torch.Tensor], ref: Re
     mse = torch.cat(sq_err)
     stats = usage_from_histogram(hist)
     results.update({
-        "psnr": float((10 * torch.log10(4.0 / mse.clamp_min(1e-10))).mean()),
+        "psnr": float(psnr_from_mse(mse, min_mse=1e-10).mean()),
         "mse": float(mse.mean()),
         "usage": float(stats["usage"]),
         "perplexity": float(stats["perplexity"]),

@@ -36,15 +36,10 @@ import torch
 
 from fsq_repro.lit.schedules import lr_multiplier
 from fsq_repro.losses.stage1 import Stage1Loss
+from fsq_repro.metrics.psnr import psnr
 from fsq_repro.metrics.usage import CodebookUsage
 from fsq_repro.nets.discriminator import Discriminator
 from fsq_repro.nets.tokenizer import Tokenizer
-
-
-def psnr(images: torch.Tensor, recon: torch.Tensor) -> torch.Tensor:
-    """Per-image PSNR in dB for pixels in [−1, 1] (peak-to-peak 2): ``(B,)``."""
-    mse = (recon.float().clamp(-1, 1) - images.float()).pow(2).flatten(1).mean(1)
-    return 10 * torch.log10(4.0 / mse.clamp_min(1e-10))
 
 
 class TokenizerModule(pl.LightningModule):
@@ -237,7 +232,8 @@ class TokenizerModule(pl.LightningModule):
         self.val_usage.update(q.indices)
         mse = (recon.float().clamp(-1, 1) - images.float()).pow(2).mean()
         self.log("val/mse", mse, sync_dist=True, batch_size=images.shape[0])
-        self.log("val/psnr", psnr(images, recon).mean(), sync_dist=True, prog_bar=True, batch_size=images.shape[0])
+        val_psnr = psnr(recon.clamp(-1, 1), images, min_mse=1e-10).float().mean()
+        self.log("val/psnr", val_psnr, sync_dist=True, prog_bar=True, batch_size=images.shape[0])
         if batch_idx == 0:
             n = min(self.max_grid_images, images.shape[0])
             self.last_val_grid = torch.cat([images[:n], recon[:n].clamp(-1, 1)]).detach().float().cpu()

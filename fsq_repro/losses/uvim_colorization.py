@@ -18,13 +18,12 @@ paper §4.4, Table 2 ImageNet colorization; big_vision ``trainers/proj/uvim/colo
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from fsq_repro.metrics.fid import feature_statistics, frechet_distance
+from fsq_repro.metrics.psnr import psnr
 
 
 def to_uint8_coltran(image: torch.Tensor, size: int | None) -> torch.Tensor:
@@ -32,12 +31,6 @@ def to_uint8_coltran(image: torch.Tensor, size: int | None) -> torch.Tensor:
     if size is not None and tuple(image.shape[-2:]) != (size, size):
         image = F.interpolate(image.float(), size=(size, size), mode="area")
     return ((image.float() + 1) * 128).round().clamp(0, 255).to(torch.uint8)
-
-
-def psnr(pred: torch.Tensor, truth: torch.Tensor, dynamic_range: float = 2.0) -> torch.Tensor:
-    """Per-image PSNR ``(B,)`` (official ``_psnr``): ``20 log10(range) − 10 log10(mean squared error)``."""
-    mse = (pred.double() - truth.double()).pow(2).flatten(1).mean(1)
-    return 20 * math.log10(dynamic_range) - 10 * torch.log10(mse)
 
 
 class ColorizationTask:

@@ -13,7 +13,8 @@ import torch
 from scipy import linalg
 
 from fsq_repro.data.colorization import ColorizationDataset, grayscale
-from fsq_repro.losses.uvim_colorization import ColorizationTask, psnr, to_uint8_coltran
+from fsq_repro.losses.uvim_colorization import ColorizationTask, to_uint8_coltran
+from fsq_repro.metrics.psnr import psnr
 from fsq_repro.nets.uvim_vqvae import GuidingCodeAutoencoder
 from fsq_repro.quantizers import FSQ
 
@@ -52,6 +53,8 @@ def test_psnr_and_coltran_quantisation_by_hand() -> None:
     assert psnr(pred, truth).tolist() == pytest.approx(
         [20 * math.log10(2) + 20, 20 * math.log10(2) + 10 * math.log10(25)]
     )
+    assert psnr(truth, truth).isinf().all()  # the official definition: a perfect reconstruction is inf dB
+    assert psnr(truth, truth, min_mse=1e-10).tolist() == pytest.approx([10 * math.log10(4 / 1e-10)] * 2)  # logs
     x = torch.tensor([[-1.0, 0.0], [1.0, 0.5]]).view(1, 1, 2, 2).expand(1, 3, 2, 2)
     assert to_uint8_coltran(x, None)[0, 0].tolist() == [[0, 128], [255, 192]]  # (y + 1)·128, 256 clipped
     big = torch.arange(16.0).view(1, 1, 4, 4).expand(1, 3, 4, 4) / 8 - 1  # area resize = 2×2 block means
