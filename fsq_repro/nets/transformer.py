@@ -29,12 +29,7 @@ from torch import nn
 from fsq_repro.errors import ConfigError
 from fsq_repro.nets.attention import attention
 from fsq_repro.nets.dropout import Dropout
-
-
-def truncated_normal_(weight: torch.Tensor, std: float = 0.02) -> torch.Tensor:
-    """Official ``truncated_normal(stddev)``: ``std · N(0, 1)`` truncated to ``[−2, 2]``, i.e. at ±2σ.
-    (``nn.init.trunc_normal_(w, std=0.02)`` truncates at ±2 *absolute*: 100σ, no truncation at all.)"""
-    return nn.init.trunc_normal_(weight, mean=0.0, std=std, a=-2 * std, b=2 * std)
+from fsq_repro.nets.init import truncated_normal_
 
 
 class ClassEmbedder(nn.Module):

@@ -38,7 +38,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from fsq_repro.errors import ConfigError
-from fsq_repro.nets.vit import PatchEmbed, PositionEmbedding, ViTEncoder, dense, lecun_normal_
+from fsq_repro.nets.init import lecun_normal_
+from fsq_repro.nets.vit import PatchEmbed, PositionEmbedding, ViTEncoder, dense
 from fsq_repro.quantizers import Quantizer, QuantizerOutput, build_quantizer
 
 

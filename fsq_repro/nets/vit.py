@@ -27,12 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-
-def lecun_normal_(weight: torch.Tensor) -> torch.Tensor:
-    """flax's default kernel init: truncated normal with variance 1/fan_in (truncated at ±2σ, std corrected)."""
-    fan_in = weight[0].numel()  # Linear (out, in) -> in; Conv (out, in, kh, kw) -> in·kh·kw
-    std = math.sqrt(1.0 / fan_in) / 0.87962566103423978  # jax's correction for truncation at ±2
-    return nn.init.trunc_normal_(weight, std=std, a=-2 * std, b=2 * std)
+from fsq_repro.nets.init import lecun_normal_
 
 
 def dense(in_dim: int, out_dim: int, bias: bool = True, init: str = "lecun") -> nn.Linear:

@@ -43,8 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-# flax ``variance_scaling(..., "truncated_normal")``: stddev of the standard normal truncated at ±2
-_TRUNCATED_STD = 0.87962566103423978
+from fsq_repro.nets.init import lecun_normal_
 
 
 def group_norm(channels: int, groups: int = 32) -> nn.GroupNorm:
@@ -59,8 +58,7 @@ def flax_default_init(module: nn.Module) -> None:
     """Every conv in ``module``: LeCun-normal kernel truncated at ±2σ (variance exactly 1/fan_in), zero bias."""
     for m in module.modules():
         if isinstance(m, nn.Conv2d):
-            std = math.sqrt(1.0 / m.weight[0].numel()) / _TRUNCATED_STD
-            nn.init.trunc_normal_(m.weight, mean=0.0, std=std, a=-2 * std, b=2 * std)
+            lecun_normal_(m.weight)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
 
