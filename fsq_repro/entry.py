@@ -17,7 +17,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from fsq_repro.errors import ConfigError
-from fsq_repro.hardware import default_device
+from fsq_repro.hardware import default_device, launch_rank
 
 KNOWN_STAGES = (
     "data",
@@ -183,9 +183,9 @@ def run_train(cfg: DictConfig) -> None:
     for stage in cfg.stages:
         print(f"[{stage}]")
         STAGES[stage](cfg)
-    wandb = sys.modules.get("wandb")
-    if wandb is not None and wandb.run is not None:
-        wandb.finish()  # the next job of a multirun must start its own W&B run
+    from fsq_repro.lit.stages import finish_wandb_run
+
+    finish_wandb_run()  # the next job of a multirun must start its own W&B run
 
 
 @one_line_errors
@@ -206,7 +206,7 @@ def maybe_init_distributed() -> tuple[int, int]:
     import torch
     import torch.distributed as dist
 
-    world = int(os.environ.get("WORLD_SIZE", 1))
+    _, world = launch_rank()
     if world > 1 and not dist.is_initialized():
         if torch.cuda.is_available():
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))

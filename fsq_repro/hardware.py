@@ -10,6 +10,7 @@ float32 instead and says so once.
 from __future__ import annotations
 
 import functools
+import os
 
 import torch
 
@@ -17,6 +18,13 @@ import torch
 def default_device() -> str:
     """``cuda`` when a GPU is visible, else ``cpu``."""
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def launch_rank() -> tuple[int, int]:
+    """``(rank, world_size)`` of this process as the launcher (torchrun, Lightning DDP, SLURM via submitit) set them
+    in the environment, before any process group exists; ``(0, 1)`` for a single process."""
+    world = int(os.environ.get("WORLD_SIZE", 1))
+    return (int(os.environ.get("RANK", 0)) if world > 1 else 0), world
 
 
 @functools.cache

@@ -31,3 +31,15 @@ def test_the_shapes_classifier_recipe_names_its_precision(monkeypatch) -> None:
 def test_the_answer_matches_onednn() -> None:
     assert hardware.cpu_has_fast_bf16() == bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     assert hardware.default_device() == ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def test_launch_rank_reads_the_launcher_environment(monkeypatch) -> None:
+    from fsq_repro.hardware import launch_rank
+
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    monkeypatch.setenv("RANK", "3")  # a stale RANK without a multi-process launch means nothing
+    assert launch_rank() == (0, 1)
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    assert launch_rank() == (3, 4)
+    monkeypatch.delenv("RANK")
+    assert launch_rank() == (0, 4)

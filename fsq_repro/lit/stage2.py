@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import inspect
 import math
-import os
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -24,7 +23,7 @@ from fsq_repro.artifacts import load_tokenizer, save_maskgit
 from fsq_repro.data.fingerprint import data_fingerprint
 from fsq_repro.data.token_cache import build_token_cache, file_hash, reuse_or_wait
 from fsq_repro.errors import ConfigError
-from fsq_repro.hardware import default_device
+from fsq_repro.hardware import default_device, launch_rank
 from fsq_repro.lit.callbacks import ImageGridLogger
 from fsq_repro.lit.datamodules import TokenDataModule
 from fsq_repro.lit.global_batch import configure_global_batch
@@ -58,7 +57,7 @@ def tokenize(
     is initialised (``torchrun pretokenize.py``)."""
     tok_hash, fingerprint = file_hash(tok_path), data_fingerprint(plain(cfg.data))
     sharded = dist.is_available() and dist.is_initialized()  # torchrun pretokenize.py: every rank encodes a shard
-    env_rank, env_world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    env_rank, env_world = launch_rank()
     # a non-zero rank of a DDP pipeline (no process group yet) waits for rank 0, which tokenizes alone
     cached = reuse_or_wait(out, tok_hash, fingerprint, wait=not sharded and env_world > 1 and env_rank > 0)
     if cached is not None:

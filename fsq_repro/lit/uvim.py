@@ -15,7 +15,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -37,7 +36,7 @@ from fsq_repro.data.token_cache import (
     reuse_or_wait,
 )
 from fsq_repro.errors import ConfigError
-from fsq_repro.hardware import default_device
+from fsq_repro.hardware import default_device, launch_rank
 from fsq_repro.lit.callbacks import ImageGridLogger
 from fsq_repro.lit.datamodules import ImageDataModule
 from fsq_repro.lit.global_batch import configure_global_batch
@@ -291,7 +290,7 @@ def _progress(loader, enabled: bool):
 
 def _rank() -> int:
     """This process's rank in a Lightning DDP launch (the stages between fits run in every process)."""
-    return int(os.environ.get("RANK", 0)) if int(os.environ.get("WORLD_SIZE", 1)) > 1 else 0
+    return launch_rank()[0]
 
 
 def stage_uvim_eval(cfg: DictConfig) -> dict:
