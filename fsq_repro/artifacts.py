@@ -12,14 +12,13 @@ It is written to a temporary name and renamed, so a crash never leaves a half-wr
 
 from __future__ import annotations
 
-import json
-import os
 import pickle
 from pathlib import Path
 
 import torch
 
 from fsq_repro import __version__
+from fsq_repro.atomic import atomic_torch_save
 from fsq_repro.errors import ConfigError
 from fsq_repro.nets.tokenizer import Tokenizer
 
@@ -33,25 +32,6 @@ def artifact_path(cfg, key: str, filename: str) -> Path:
     if cfg.get("run"):
         return Path(cfg.run) / filename
     raise ConfigError(f"pass run=<pipeline run dir> or {key}=/path/to/{filename}")
-
-
-def atomic_torch_save(obj: object, path: str | Path) -> Path:
-    """``torch.save`` to ``path.tmp`` next to the target, fsync, then ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-    except BaseException as err:
-        tmp.unlink(missing_ok=True)
-        if isinstance(err, OSError):
-            raise OSError(err.errno, f"could not write {path} ({err}); the previous file is intact") from err
-        raise
-    os.replace(tmp, path)
-    return path
 
 
 def save_tokenizer(
@@ -160,15 +140,6 @@ def load_maskgit(path: str | Path, tokenizer_hash: str | None = None, device: st
     model.load_state_dict(payload["state_dict"])
     model.tokenizer_hash = payload["tokenizer_hash"]
     return model.to(device).eval()
-
-
-def write_json(path: Path, payload: dict) -> Path:
-    """Atomic JSON write (temp name + rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, default=float) + "\n")
-    tmp.replace(path)
-    return path
 
 
 UVIM_STAGE1_FORMAT = "fsq_repro.uvim_stage1/v1"

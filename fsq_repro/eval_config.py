@@ -15,7 +15,8 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from fsq_repro.artifacts import artifact_path, write_json
+from fsq_repro.artifacts import artifact_path
+from fsq_repro.atomic import atomic_write_json
 from fsq_repro.errors import ConfigError
 from fsq_repro.evaluation import EvalOptions, Reference, compute_reference, load_reference, uint8_nchw
 
@@ -158,7 +159,7 @@ def run_task(cfg: DictConfig, out_dir: Path) -> dict:
     else:
         results = run_one(cfg, task, extractor, options, out_dir)
     results = {"task": task, **results}
-    write_json(out_dir / "results.json", results)
+    atomic_write_json(out_dir / "results.json", results)
     print(json.dumps(results, indent=2, default=float))
     return results
 
@@ -181,5 +182,5 @@ def stage_eval(cfg: DictConfig, run_dir: Path) -> dict:
     for task in cfg.eval_tasks:
         results[task] = run_one(cfg, task, extractor, options, run_dir, loaded)
         print(f"  {task}: " + ", ".join(f"{k}={v:.4g}" for k, v in results[task].items() if isinstance(v, float)))
-    write_json(out, results)
+    atomic_write_json(out, results)
     return results

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from fsq_repro.atomic import atomic_path
+
 
 def cached_uint8_array(
     cache_dir: str | os.PathLike, key: str, shape: tuple[int, ...], fill: Callable[[int], np.ndarray]
@@ -22,12 +24,10 @@ def cached_uint8_array(
         array = np.load(path, mmap_mode="r")
         if array.shape == tuple(shape) and array.dtype == np.uint8:
             return array
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npy")
-    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=tuple(shape))
-    for i in range(shape[0]):
-        out[i] = fill(i)
-    out.flush()
-    del out
-    os.replace(tmp, path)
+    with atomic_path(path, suffix=".npy") as tmp:
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=tuple(shape))
+        for i in range(shape[0]):
+            out[i] = fill(i)
+        out.flush()
+        del out
     return np.load(path, mmap_mode="r")

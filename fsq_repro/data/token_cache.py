@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, default_collate
 
+from fsq_repro.atomic import atomic_write_json
 from fsq_repro.errors import ConfigError
 
 FORMAT = "fsq_repro.token_cache/v1"
@@ -56,9 +57,7 @@ def read_meta(cache_dir: str | Path) -> dict | None:
 
 
 def _write_meta(cache_dir: Path, meta: dict) -> None:
-    tmp = cache_dir / "meta.json.tmp"
-    tmp.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
-    tmp.replace(cache_dir / "meta.json")
+    atomic_write_json(cache_dir / "meta.json", meta, default=None)
 
 
 def check_cache(cache_dir: str | Path, tokenizer_hash: str | None = None, data_fingerprint: str | None = None) -> dict:

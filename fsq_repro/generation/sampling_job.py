@@ -12,12 +12,13 @@ number of processes; rank 0 merges the shards.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from fsq_repro.atomic import atomic_path
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
@@ -70,12 +71,9 @@ def generate_shard(
 
 def write_npz(path: str | Path, images: np.ndarray, labels: np.ndarray) -> Path:
     """ADM format (``arr_0`` images, ``arr_1`` labels), written to a temp name and renamed."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp.npz")
-    np.savez(tmp, images, labels)
-    os.replace(tmp, path)
-    return path
+    with atomic_path(path, suffix=".npz") as tmp:  # np.savez appends .npz to any other name
+        np.savez(tmp, images, labels)
+    return Path(path)
 
 
 def merge_shards(paths: list[Path], total: int) -> tuple[np.ndarray, np.ndarray]:

@@ -9,6 +9,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from fsq_repro.artifacts import save_tokenizer
+from fsq_repro.atomic import atomic_write_json
 from fsq_repro.data.fingerprint import data_fingerprint
 from fsq_repro.lit.callbacks import ImageGridLogger
 from fsq_repro.lit.global_batch import configure_global_batch
@@ -18,7 +19,6 @@ from fsq_repro.lit.stages import (
     fit_and_validate,
     plain,
     run_dir,
-    write_json,
 )
 from fsq_repro.lit.tokenizer_module import TokenizerModule
 
@@ -66,7 +66,7 @@ def stage_stage1(cfg: DictConfig) -> dict:
     })  # fmt: skip
     if trainer.is_global_zero:
         save_tokenizer(out, module.ema, fingerprint, extra={"experiment": cfg.experiment_name, "val": val})
-        write_json(run_dir(cfg) / "stage1.json", summary)
+        atomic_write_json(run_dir(cfg) / "stage1.json", summary)
         print(f"  wrote {out}; val: " + ", ".join(f"{k}={v:.4g}" for k, v in val.items()))
     trainer.strategy.barrier("tokenizer export")  # DDP: the other ranks go on to `tokenize` only once it exists
     return summary

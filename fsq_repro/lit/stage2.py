@@ -20,6 +20,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from fsq_repro.artifacts import load_tokenizer, save_maskgit
+from fsq_repro.atomic import atomic_write_json
 from fsq_repro.data.fingerprint import data_fingerprint
 from fsq_repro.data.token_cache import build_token_cache, file_hash, reuse_or_wait
 from fsq_repro.errors import ConfigError
@@ -36,7 +37,6 @@ from fsq_repro.lit.stages import (
     run_dir,
     stage_input,
     token_cache_dir,
-    write_json,
 )
 from fsq_repro.nets.transformer import check_vocabulary
 
@@ -161,7 +161,7 @@ def stage_stage2(cfg: DictConfig) -> dict:
     })  # fmt: skip
     if trainer.is_global_zero:
         save_maskgit(out, model, tok_hash, extra={"experiment": cfg.experiment_name, "sampler": plain(cfg.sampler)})
-        write_json(run_dir(cfg) / "stage2.json", summary)
+        atomic_write_json(run_dir(cfg) / "stage2.json", summary)
         print(f"  wrote {out}; val: " + ", ".join(f"{k}={v:.4g}" for k, v in val.items()))
     trainer.strategy.barrier("maskgit export")  # DDP: the other ranks go on to `eval` only once it exists
     return summary

@@ -26,7 +26,7 @@ from lightning.pytorch.plugins import TorchCheckpointIO
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
-from fsq_repro.artifacts import atomic_torch_save, write_json  # noqa: F401  (write_json: re-exported)
+from fsq_repro.atomic import atomic_torch_save
 from fsq_repro.errors import ConfigError
 from fsq_repro.hardware import default_device, resolve_precision
 from fsq_repro.lit.callbacks import Preemption, ReseedEveryStep, slurm_requeue
@@ -129,9 +129,10 @@ def build_callbacks(cfg: DictConfig, stage: str, has_logger: bool = True) -> lis
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Checkpoints written to ``<path>.tmp`` next to the target, fsynced, then ``os.replace``d: a crash or a full
-    disk mid-write leaves the previous checkpoint intact (Lightning's own write goes through a temp file in
-    ``$TMPDIR`` and ``shutil.move``, which is atomic only on one filesystem and never fsyncs)."""
+    """Checkpoints written to ``<path>.<pid>.tmp`` next to the target, fsynced, then ``os.replace``d
+    (``fsq_repro/atomic.py``): a crash or a full disk mid-write leaves the previous checkpoint intact (Lightning's
+    own write goes through a temp file in ``$TMPDIR`` and ``shutil.move``, which is atomic only on one filesystem
+    and never fsyncs)."""
 
     def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
         atomic_torch_save(checkpoint, path)

@@ -26,6 +26,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from fsq_repro.artifacts import load_uvim_lm, load_uvim_stage1, save_uvim_lm, save_uvim_stage1
+from fsq_repro.atomic import atomic_write_json
 from fsq_repro.data.fingerprint import data_fingerprint
 from fsq_repro.data.loading import collate_skip_corrupt
 from fsq_repro.data.token_cache import (
@@ -48,7 +49,6 @@ from fsq_repro.lit.stages import (
     run_dir,
     stage_input,
     token_cache_dir,
-    write_json,
 )
 from fsq_repro.lit.uvim_module import UViMStage1Module, UViMStage2Module, task_grid
 from fsq_repro.losses.uvim_tasks import build_task
@@ -109,7 +109,7 @@ def stage_uvim_stage1(cfg: DictConfig) -> dict:
                    task=task.config(), data=cfg.data.get("name"), global_batch=asdict(batch))  # fmt: skip
     if trainer.is_global_zero:
         save_uvim_stage1(out, model, task.config(), fingerprint, extra={"experiment": cfg.experiment_name})
-        write_json(run_dir(cfg) / "uvim_stage1.json", summary)
+        atomic_write_json(run_dir(cfg) / "uvim_stage1.json", summary)
         print(f"  wrote {out}; val: " + ", ".join(f"{k}={v:.4g}" for k, v in summary["val"].items()))
     trainer.strategy.barrier("uvim stage1 export")
     return summary
@@ -193,7 +193,7 @@ def stage_uvim_stage2(cfg: DictConfig) -> dict:
     summary.update(parameters=params, stage1_hash=stage1_hash, global_batch=asdict(batch))
     if trainer.is_global_zero:
         save_uvim_lm(out, model, stage1_hash, extra={"experiment": cfg.experiment_name})
-        write_json(run_dir(cfg) / "uvim_stage2.json", summary)
+        atomic_write_json(run_dir(cfg) / "uvim_stage2.json", summary)
         print(f"  wrote {out}; val: " + ", ".join(f"{k}={v:.4g}" for k, v in summary["val"].items()))
     trainer.strategy.barrier("uvim stage2 export")
     return summary
@@ -318,7 +318,7 @@ def stage_uvim_eval(cfg: DictConfig) -> dict:
 
     grid = task_grid(task, kept["image"], [kept["truth"], kept["oracle"], kept["uvim"]])
     save_image_grid(grid, out / "uvim_eval.png", nrow=len(kept["image"]), upscale=2 if grid.shape[-1] < 128 else 1)
-    write_json(out / "uvim_eval.json", results)
+    atomic_write_json(out / "uvim_eval.json", results)
     key = task.headline[0]
     print(
         f"  {key.upper()} {results['uvim'][key]:.4f} (oracle {results['oracle'][key]:.4f}), codebook usage "

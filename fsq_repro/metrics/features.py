@@ -181,7 +181,7 @@ class ShapesClassifierFeatures(nn.Module):
         else:
             print(f"training the shapes feature classifier once ({recipe['steps']} steps) -> {path}")
             self.net, self.val_accuracy = train_shapes_classifier(recipe, cache_dir=cache_dir)
-            from fsq_repro.artifacts import atomic_torch_save
+            from fsq_repro.atomic import atomic_torch_save
 
             atomic_torch_save({"state_dict": self.net.state_dict(), "val_accuracy": self.val_accuracy}, path)
         if distributed and dist.get_rank() == 0:

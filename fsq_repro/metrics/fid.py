@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from scipy import linalg
 
+from fsq_repro.atomic import atomic_path
 from fsq_repro.errors import ConfigError
 
 
@@ -51,12 +52,9 @@ def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = 1e-6) -> float:
 
 
 def save_statistics(path: str | Path, mu, sigma, **extra) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp.npz")
-    np.savez(tmp, mu=as_numpy64(mu), sigma=as_numpy64(sigma), **extra)
-    tmp.replace(path)
-    return path
+    with atomic_path(path, suffix=".npz") as tmp:  # np.savez appends .npz to any other name
+        np.savez(tmp, mu=as_numpy64(mu), sigma=as_numpy64(sigma), **extra)
+    return Path(path)
 
 
 def load_statistics(path: str | Path) -> dict[str, np.ndarray]:
