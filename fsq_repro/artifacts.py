@@ -1,4 +1,5 @@
-"""The Stage I → Stage II handoff: ``tokenizer.pt`` (FSQ paper §4.1 two-stage setup; house style rule 5).
+"""The Stage I → Stage II handoff: ``tokenizer.pt`` (FSQ paper §4.1 two-stage setup), an exported file
+rather than a training checkpoint.
 
 The file holds plain containers and tensors only — ``{"format", "config", "state_dict", "levels" | "codebook_size",
 "image_size", "token_grid", "data_fingerprint", "code_version", "extra"}`` — so it loads with

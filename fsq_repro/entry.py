@@ -1,8 +1,8 @@
 """What the root entry points (train.py, eval.py, sample.py, pretokenize.py) call after Hydra composed a config.
 
-Stages are added as the issues that implement them land; asking for one that does not exist yet is a one-line
-error naming it. ``ConfigError``s (missing data root, weights, mismatched sizes) end the program with one
-``error: ...`` line and exit code 2, never a traceback from deep inside a library.
+Asking for a stage that does not exist is a one-line error naming it. ``ConfigError``s (missing data root, weights,
+mismatched sizes) end the program with one ``error: ...`` line and exit code 2, never a traceback from deep inside a
+library.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""The evaluation tasks (FSQ paper §4.1 / §4.3 metrics; definitions in reference/evaluation.md), on objects.
+"""The evaluation tasks (FSQ paper §4.1 / §4.3 metrics; definitions of the ADM suite's ``evaluations/evaluator.py``,
+openai/guided-diffusion), on objects.
 
 Every task takes a tokenizer / Stage II model / feature extractor / image batches / reference statistics and
 ``EvalOptions`` — no config — so it can be called from Python without Hydra::

@@ -1,4 +1,5 @@
-"""One Stage II epoch from the token cache vs tokenising every batch on the fly (house style rule 6).
+"""One Stage II epoch from the token cache vs tokenising every batch on the fly (FSQ paper §4.3: Stage II trains on
+frozen Stage I tokens).
 
     python scripts/bench_token_cache.py [--preset tiny|paper] [--images N] [--batch B]
 

@@ -4,7 +4,8 @@ Each run trains the same tiny convolutional autoencoder (16×16 RGB crops → 4�
 bottleneck, then measures held-out PSNR, codebook usage and perplexity (``CodebookUsage``) — the quantities of
 FSQ paper Fig. 3 at toy scale. Writes ``outputs/demo/quantizers/report.md`` and prints a table.
 
-This demo grows into the full Stage I → Stage II pipeline (``train.py experiment=demo``) with later issues.
+The full Stage I → Stage II pipeline is the second part of ``make demo`` (``scripts/demo_pipeline.py`` =
+``train.py experiment=demo``).
 """
 
 from __future__ import annotations

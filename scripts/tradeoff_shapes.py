@@ -1,4 +1,4 @@
-"""The CPU trade-off study in one command (FSQ paper §5.1, Fig. 3; issue: reproduce where it can be run):
+"""The CPU trade-off study in one command (FSQ paper §5.1, Fig. 3, where it can be run on a CPU):
 ``train.py -m experiment=tradeoff_shapes`` (FSQ at the Table 1 level sets 2^8…2^16, VQ with entropy loss at
 2^8…2^14, and 2^16 with ``--with-vq-65536``), then ``scripts/report.py`` on the multirun → ``report.md``,
 ``tradeoff.png`` and ``report.json``, and ``table.md``: the README table (usage, codes used, the uniform

@@ -1,4 +1,5 @@
-"""Project-level guards: layout, pins, no stdlib-shadowing root scripts, no Lightning outside fsq_repro/lit."""
+"""Project-level guards: layout, pins, no stdlib-shadowing root scripts, no Lightning outside fsq_repro/lit, no
+references a user of the repository cannot follow."""
 
 from __future__ import annotations
 
@@ -73,6 +74,25 @@ def test_lightning_is_imported_only_in_lit_and_never_as_pytorch_lightning() -> N
 def test_modules_stay_short() -> None:
     for path in (ROOT / "fsq_repro").rglob("*.py"):
         assert len(path.read_text().splitlines()) <= 400, f"{path} is over 400 lines"
+
+
+def test_text_points_only_at_what_a_user_of_the_repository_can_follow() -> None:
+    """Comments, docstrings and docs cite the paper or public code, never a document outside the repository or an
+    issue tracker's number (the needles are built by concatenation so that this file does not match itself)."""
+    needles = ["../" + "shared", "hyperparameters" + ".md", "reference/" + "evaluation.md", "reference/" + "uvim.md",
+               "style" + ".md", "house" + " style"]  # fmt: skip
+    tracker = re.compile("issue" + r" #\d+|\(" + r"#\d+\)", re.IGNORECASE)
+    paths = [ROOT / "README.md", ROOT / "Makefile"]
+    for folder in ["fsq_repro", "configs", "scripts", "tests", "docs"]:
+        paths += [p for p in sorted((ROOT / folder).rglob("*")) if p.is_file() and "__pycache__" not in p.parts]
+    hits = []
+    for path in paths:
+        if path.suffix not in {".py", ".yaml", ".yml", ".md", ".txt", ".toml", ".sh", ""}:
+            continue
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if any(n in line.lower() for n in needles) or tracker.search(line):
+                hits.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()[:100]}")
+    assert hits == [], "references a user of the repository cannot follow:\n" + "\n".join(hits)
 
 
 @pytest.mark.slow

@@ -1,5 +1,5 @@
 """A Hydra multirun of the demo over two quantizers (FSQ 125 codes, VQ 256 codes) with W&B offline, then
-``scripts/report.py`` (experiments issue #8): the report table has one row per run with the metric named by its
+``scripts/report.py``: the report table has one row per run with the metric named by its
 space (FD-shapes, never FID), the Fig. 3 and Fig. 4 plots exist, and every W&B run of the sweep (both pipelines'
 stages and the report) is in one group, with the metric keys the dashboards need."""
 

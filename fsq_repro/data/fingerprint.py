@@ -1,7 +1,7 @@
 """A short, stable fingerprint of *which images* a data config describes (not how they are loaded).
 
 Stored in ``tokenizer.pt`` and in the token cache's ``meta.json`` so that a cache built from another dataset (or
-another resolution, split size, seed, root) is refused instead of silently mixing experiments (house style rule 6).
+another resolution, split size, seed, root) is refused instead of silently mixing experiments.
 Loader settings (batch size, workers, pinning, cache dirs) do not change the fingerprint.
 """
 

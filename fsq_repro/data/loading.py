@@ -5,12 +5,12 @@
   the worker-process boundary inside the batch).
 - ``ExactDistributedSampler`` gives rank ``r`` the indices ``r, r + W, r + 2W, …`` with **no padding**, so an
   evaluation over W processes sees every sample exactly once (``torch``'s ``DistributedSampler`` pads by repeating
-  samples, which biases FID/usage: ``../shared/reference/evaluation.md``). It subclasses ``DistributedSampler`` so
+  samples, which biases FID/usage). It subclasses ``DistributedSampler`` so
   that Lightning keeps it instead of wrapping it.
 - ``train_loader`` is the training loader of both stages: a torchdata ``StatefulDataLoader`` (Lightning saves its
   position in every checkpoint and restores it, so a run resumed mid-epoch neither replays nor skips a batch)
-  over ``EpochShuffleSampler``, whose order is a pure function of ``(seed, epoch)`` (reliability issue #9,
-  promise 1); under DDP each rank draws its own share of that permutation.
+  over ``EpochShuffleSampler``, whose order is a pure function of ``(seed, epoch)`` (README "Fault tolerance",
+  item 1); under DDP each rank draws its own share of that permutation.
 """
 
 from __future__ import annotations

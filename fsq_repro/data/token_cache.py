@@ -1,4 +1,4 @@
-"""The Stage II token cache: a dataset encoded once by the Stage I tokenizer (house style rule 6; FSQ paper §4.3
+"""The Stage II token cache: a dataset encoded once by the Stage I tokenizer (FSQ paper §4.3
 trains MaskGIT on frozen Stage I tokens, so Stage II never runs the tokenizer in its training loop).
 
 Layout of ``<dir>/``::

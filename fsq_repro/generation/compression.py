@@ -1,6 +1,6 @@
 """Compression cost of token maps under the Stage II transformer (FSQ paper §4.1 / Fig. 3 d; M2T, arXiv 2304.07313
 §3.4): the bits an entropy coder would need to send a token map losslessly, using the bidirectional transformer
-with a *deterministic* masking schedule (reference/evaluation.md).
+with a *deterministic* masking schedule (M2T §3.4).
 
 Positions are ranked by a quantised low-discrepancy sequence (``qlds_ranks``: R2 sequence with the plastic number,
 cells already taken are skipped) and split into S = 12 groups with ``c_i = min(floor(N·((i+1)/S)^α), N−1)``,

@@ -1,6 +1,6 @@
 """The masking schedule of MaskGIT (Chang et al. 2022, §3.2) with the FSQ paper's minimum masking rate (§4.3).
 
-One function, ``mask_schedule(r)``, serves both sides (house style rule 7):
+One function, ``mask_schedule(r)``, serves both sides, so training and sampling cannot disagree:
 
 * training draws ``r ~ U(0, 1)`` per image and masks ``max(mask_schedule(r), min_mask_rate)`` of its tokens
   (at least one) — FSQ paper §4.3: "lower bounding the minimal masking ratio" (0.45) fixed a loss instability;

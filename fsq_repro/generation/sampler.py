@@ -1,4 +1,4 @@
-"""MaskGIT iterative decoding with classifier-free guidance (MaskGIT §3.2; FSQ paper §4.3; hyperparameters.md).
+"""MaskGIT iterative decoding with classifier-free guidance (MaskGIT §3.2; FSQ paper §4.3).
 
 Follows the official ``maskgit/libml/parallel_decode.py: decode``. Start from all-MASK. At step ``t = 0 … T−1``:
 

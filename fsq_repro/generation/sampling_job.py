@@ -1,5 +1,5 @@
 """Generate class-conditional samples in the ADM evaluator's format (FSQ paper §4.3 evaluates 50 000 samples,
-50 per ImageNet class, with the ADM TensorFlow suite; reference/evaluation.md).
+50 per ImageNet class, with the ADM TensorFlow suite: openai/guided-diffusion ``evaluations/evaluator.py``).
 
 Output: ``samples.npz`` with ``arr_0`` = uint8 images ``(M, H, W, 3)`` and ``arr_1`` = int64 labels ``(M,)``, ordered
 **class-interleaved**: sample ``i`` is of class ``classes[i mod K]``. The ADM evaluator computes IS over *consecutive*

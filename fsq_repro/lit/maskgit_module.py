@@ -7,8 +7,9 @@ the masked positions only, averaged over each image's masked positions, then ove
 ``losses.weighted_sequence_cross_entropy_loss``). AdamW β = (0.9, 0.96), lr 1e-4, weight decay 0.045, 5k linear
 warm-up, then ``lr_schedule``: ``constant`` (the official class-conditional config, ``base_config.lr_schedule``; the
 paper experiments' default — the FSQ paper does not state its schedule) or ``cosine`` decay to 0 at ``total_steps``
-(hyperparameters.md). Logs loss and masked-token accuracy; at validation, also class-conditional samples decoded by
-the tokenizer when one is attached (the tokenizer is never part of the training loop or the checkpoint).
+(numbers: google-research/maskgit ``maskgit/configs/maskgit_class_cond_config.py``). Logs loss and masked-token
+accuracy; at validation, also class-conditional samples decoded by the tokenizer when one is attached (the tokenizer
+is never part of the training loop or the checkpoint).
 """
 
 from __future__ import annotations
@@ -44,10 +45,10 @@ class MaskGITModule(pl.LightningModule):
     def __init__(
         self,
         model: MaskGITTransformer,
-        lr: float = 1e-4,  # hyperparameters.md (MaskGIT)
-        betas: tuple[float, float] = (0.9, 0.96),  # hyperparameters.md (MaskGIT)
-        weight_decay: float = 0.045,  # hyperparameters.md (MaskGIT)
-        warmup_steps: int = 5000,  # hyperparameters.md (MaskGIT)
+        lr: float = 1e-4,  # MaskGIT class-conditional config (lr)
+        betas: tuple[float, float] = (0.9, 0.96),  # MaskGIT class-conditional config (beta1, beta2)
+        weight_decay: float = 0.045,  # MaskGIT class-conditional config (weight_decay)
+        warmup_steps: int = 5000,  # MaskGIT class-conditional config (warmup_steps)
         total_steps: int = 1_000_000,
         lr_schedule: str = "constant",  # official MaskGIT class-conditional config
         min_mask_rate: float = 0.45,  # FSQ paper §4.3

@@ -1,6 +1,7 @@
 """Lightning module for Stage I: the VQGAN tokenizer with an FSQ or VQ bottleneck (FSQ paper §4.1 / §4.3).
 
-Manual optimisation with two Adam optimisers (β = (0, 0.99), lr 1e-4, linear warm-up; hyperparameters.md):
+Manual optimisation with two Adam optimisers (β = (0, 0.99), lr 1e-4, linear warm-up; google-research/maskgit
+``maskgit/configs/vqgan_config.py`` and ``base_config.py``):
 per optimizer step, one generator update (L2 + perceptual + GAN + quantizer loss, ``Stage1Loss``) and, once the
 GAN is active, one discriminator update (non-saturating + R1 [+ LeCam]). No gradient clipping by default
 (MaskGIT's vqgan_config has none); ``grad_clip`` clips both nets' gradient norms. The norms are computed and logged
@@ -48,10 +49,10 @@ class TokenizerModule(pl.LightningModule):
         tokenizer: Tokenizer,
         loss: Stage1Loss,
         discriminator: Discriminator | None = None,
-        lr: float = 1e-4,  # hyperparameters.md (MaskGIT Stage I)
-        betas: tuple[float, float] = (0.0, 0.99),  # hyperparameters.md (MaskGIT Stage I)
-        warmup_steps: int = 2000,  # hyperparameters.md
-        ema_decay: float = 0.999,  # hyperparameters.md
+        lr: float = 1e-4,  # MaskGIT vqgan_config (g_lr, d_lr)
+        betas: tuple[float, float] = (0.0, 0.99),  # MaskGIT vqgan_config (beta1, beta2)
+        warmup_steps: int = 2000,  # MaskGIT base_config (lr_warmup_steps)
+        ema_decay: float = 0.999,  # MaskGIT base_config (polyak_decay)
         grad_clip: float | None = None,  # MaskGIT vqgan_config: no gradient clipping
         max_grid_images: int = 16,
         data_fingerprint: str = "",
@@ -130,7 +131,7 @@ class TokenizerModule(pl.LightningModule):
         self._nonfinite(what, terms)
 
     def _nonfinite(self, what: str, terms: dict[str, torch.Tensor]) -> None:
-        """A NaN/Inf ``what`` (reliability issue #9, promise 4): skip this optimizer step (weights untouched) while
+        """A NaN/Inf ``what`` (README "Fault tolerance", item 4): skip this optimizer step (weights untouched) while
         fewer than ``max_nonfinite_skips`` steps were skipped, else stop naming the step and the terms. The
         checkpoint written on the way out (``interrupted.ckpt``) holds the last good weights."""
         self.nonfinite_skips += 1

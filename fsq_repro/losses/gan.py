@@ -1,4 +1,5 @@
-"""GAN losses of the Stage I tokenizer (FSQ paper §4.1 uses MaskGIT's VQGAN training; hyperparameters.md).
+"""GAN losses of the Stage I tokenizer (FSQ paper §4.1 uses MaskGIT's VQGAN training;
+google-research/maskgit ``maskgit/configs/vqgan_config.py``, ``maskgit/libml/losses.py``).
 
 - non-saturating generator loss ``E[softplus(−D(x̂))]`` (weight 0.1, after ``gan_start_step``),
 - discriminator loss ``E[softplus(−D(x))] + E[softplus(D(x̂))]``,

@@ -1,5 +1,6 @@
 """Perceptual loss: LPIPS-VGG (Zhang et al. 2018), the common substitute for MaskGIT's ResNet-50 feature loss
-(FSQ paper §4.1 trains Stage I with "L2 + perceptual + GAN"; weight 0.1, hyperparameters.md).
+(FSQ paper §4.1 trains Stage I with "L2 + perceptual + GAN"; weight 0.1 as google-research/maskgit
+``maskgit/configs/vqgan_config.py``).
 
 The ``lpips`` package ships its calibrated linear heads, but its VGG-16 backbone would be downloaded from
 torchvision. Nothing can be downloaded here, so the backbone comes from a local file: the torchvision VGG-16

@@ -1,5 +1,14 @@
-"""Metrics (pure torch / numpy / torchmetrics, no Lightning): FID statistics and distance, precision/recall,
-Inception score, codebook usage (reference/evaluation.md)."""
+"""Metrics (pure torch / numpy / torchmetrics, no Lightning), as the ADM suite defines them where it has them.
+
+- ``fid.py``: feature statistics and the Fréchet distance (FID / FD) in float64.
+- ``precision_recall.py``: improved precision and recall (k = 3), exact or with ADM's float16 distances.
+- ``inception_score.py``: the Inception score, in ADM's chunks or in equal splits.
+- ``features.py``: feature extractors, the TF-ported Inception-V3 and the shapes classifier.
+- ``gathered.py``: torchmetrics wrappers that gather features across processes before a statistic.
+- ``usage.py``: codebook usage over the whole validation set, DDP-summed histogram.
+- ``depth.py``: UViM's NYU depth metrics (RMSE, AbsRel, log10, δ1–3).
+- ``panoptic.py``: panoptic quality (PQ, SQ, RQ) as the COCO panoptic API computes it.
+"""
 
 from fsq_repro.metrics.fid import feature_statistics, frechet_distance, load_statistics, save_statistics
 from fsq_repro.metrics.inception_score import inception_score

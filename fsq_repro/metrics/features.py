@@ -1,4 +1,5 @@
-"""Feature extractors for FID / precision-recall / IS (reference/evaluation.md).
+"""Feature extractors for FID / precision-recall / IS, as in the ADM suite (openai/guided-diffusion
+``evaluations/evaluator.py``).
 
 The interface: a ``FeatureExtractor`` is a callable ``(images uint8 (B, 3, H, W)) -> {"features": (B, D) float32,
 "logits": (B, K) float32}`` (Inception adds ``"spatial": (B, 2023)`` for sFID) with a ``name`` (which network
@@ -102,10 +103,10 @@ class ShapesNet(nn.Module):
         return features, self.head(features)
 
 
-# v2 (#17): 10 000 train images read as one uint8 array (the demo's own rendered split, no per-item DataLoader) and
-# bf16 autocast: 52 -> 11 s in `make demo` on 2 cores, val accuracy 0.9955 (v1: 1.0; 20 000 images rendered per item,
-# fp32, key eec94a0b3c92 — FD-shapes numbers from the two classifiers are not comparable; results.json names the
-# extractor)
+# 10 000 train images read as one uint8 array (the demo's own rendered split, no per-item DataLoader) and bf16
+# autocast: 11 s in `make demo` on 2 cores, val accuracy 0.9955. The recipe is hashed into the extractor's name, which
+# results.json records: FD-shapes numbers from classifiers with different recipes (e.g. key eec94a0b3c92: 20 000
+# images rendered per item, fp32, which measured some README tables) are not comparable
 SHAPES_RECIPE = {
     "net": "ShapesNet/v1",
     "resolution": 32,

@@ -1,5 +1,6 @@
 """Fréchet distance between Gaussian fits of features (FID; Heusel et al. 2017) as in the ADM evaluation suite
-(reference/evaluation.md; FSQ paper §4.3 reports sampling FID with that suite, §4.1 reconstruction FID).
+(openai/guided-diffusion ``evaluations/evaluator.py``; FSQ paper §4.3 reports sampling FID with that suite, §4.1
+reconstruction FID).
 
 ``feature_statistics(features (N, D)) -> (mu (D,), sigma (D, D))`` in float64 with the N−1 normaliser (``np.cov``).
 ``frechet_distance(mu1, sigma1, mu2, sigma2) -> float``:

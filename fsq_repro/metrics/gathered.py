@@ -1,5 +1,5 @@
 """torchmetrics wrappers that gather *features* across processes before computing a statistic
-(reference/evaluation.md "gather features, not per-rank FIDs"): 50 000 samples on 8 GPUs are 50 000 feature rows,
+(an FID is not an average of per-rank FIDs): 50 000 samples on 8 GPUs are 50 000 feature rows,
 provided the loaders do not pad (``ExactDistributedSampler``, ``generation/sampling_job.py``).
 
 ``FeatureSet`` keeps ``(n, D)`` feature rows (``dist_reduce_fx="cat"``); ``FrechetDistance`` compares them with

@@ -1,5 +1,6 @@
 """Inception score (Salimans et al. 2016) as in the ADM suite: softmax over the (1008-way) logits,
-``exp(E_x KL(p(y|x) ‖ p(y)))`` per part of the samples → (mean, std) over the parts (reference/evaluation.md).
+``exp(E_x KL(p(y|x) ‖ p(y)))`` per part of the samples → (mean, std) over the parts
+(openai/guided-diffusion ``evaluations/evaluator.py``).
 
 Two ways to cut the samples into parts (``results.json`` says which was used):
 

@@ -1,4 +1,5 @@
-"""Improved precision and recall (Kynkäänniemi et al. 2019) as in the ADM evaluation suite (reference/evaluation.md).
+"""Improved precision and recall (Kynkäänniemi et al. 2019) as in the ADM evaluation suite
+(openai/guided-diffusion ``evaluations/evaluator.py``).
 
 Each point's radius is the squared distance to its k-th nearest neighbour (k = 3) in its own set, itself excluded.
 precision = fraction of fake points inside at least one real ball (distance² ≤ radius); recall = fraction of real

@@ -1,5 +1,5 @@
 """Codebook usage — FSQ paper §4.1 / Fig. 3 c ("fraction of the codewords used at least once on the validation
-set") and ``../shared/reference/evaluation.md`` (bincount per process, all-reduce SUM, then ``(hist > 0).mean()``).
+set"), over the whole validation set under DDP: bincount per process, all-reduce SUM, then ``(hist > 0).mean()``.
 
 ``CodebookUsage(codebook_size)`` is a torchmetrics ``Metric``: ``update(indices: (...) int)`` accumulates an
 int64 histogram ``(codebook_size,)`` whose DDP reduction is a sum, so every process computes the same result as a

@@ -1,5 +1,5 @@
 """Multi-head attention with dropout on the attention probabilities (BERT / MaskGIT's transformer, FSQ paper §4.3
-trains it with the official dropout 0.1; ``../shared/reference/hyperparameters.md``).
+trains it with the official dropout 0.1: google-research/maskgit ``maskgit/configs/maskgit_class_cond_config.py``).
 
 ``attention(q, k, v, dropout_p, training)`` = ``softmax(q·kᵀ/√d_h) · v`` with inverted dropout (rate ``p``) on the
 probabilities, shapes ``q, k, v: (B, H, N, d_h) → (B, H, N, d_h)``.

@@ -1,5 +1,6 @@
 """Dropout with a cheap CPU mask (MaskGIT's transformer trains with dropout 0.1 on the embeddings, the residual
-branches and the attention probabilities; FSQ paper §4.3, ``../shared/reference/hyperparameters.md``).
+branches and the attention probabilities; FSQ paper §4.3, google-research/maskgit
+``maskgit/configs/maskgit_class_cond_config.py``).
 
 PyTorch's CPU dropout draws its mask with ``bernoulli_``: 8 ns per element on this machine, 22 % of a tiny Stage II
 training step (``torch.profiler``; ``scripts/bench_stage2_flops.py``). ``keep_mask`` draws 16 random bits per

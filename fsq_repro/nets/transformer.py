@@ -1,4 +1,4 @@
-"""MaskGIT's bidirectional transformer for Stage II (FSQ paper §4.3; MaskGIT §3, public code; hyperparameters.md).
+"""MaskGIT's bidirectional transformer for Stage II (FSQ paper §4.3; MaskGIT §3, public code).
 
 Vocabulary (one embedding table, as in MaskGIT): ``[0, C)`` the tokenizer's codes, ``[C, C + K)`` the K class tokens,
 ``C + K`` the MASK token, which also serves as the null class for classifier-free guidance. The class token is
@@ -33,7 +33,7 @@ from fsq_repro.nets.init import truncated_normal_
 
 
 class ClassEmbedder(nn.Module):
-    """Labels → class-token ids, with label dropout for CFG training (p = 0.1, MaskGIT/Muse; hyperparameters.md).
+    """Labels → class-token ids, with label dropout for CFG training (p = 0.1, FSQ paper §4.3).
 
     ``forward(labels: (B,))``: label ``y ∈ [0, K)`` → ``C + y``; label ``-1`` (or a dropped label while training)
     → the null id (= MASK). Dropout draws from ``generator`` (or the global RNG)."""
@@ -152,7 +152,7 @@ class MaskGITTransformer(nn.Module):
 
 
 def check_vocabulary(model_codebook_size: int, tokenizer_codebook_size: int, model_classes: int, data_classes: int):
-    """Startup check (reliability promise 5): one-line errors for a vocabulary or class-count mismatch."""
+    """Startup check (README "Fault tolerance", item 5): one-line errors for a vocabulary or class-count mismatch."""
     if model_codebook_size != tokenizer_codebook_size:
         raise ConfigError(
             f"Stage II vocabulary has {model_codebook_size} codes but the tokenizer has {tokenizer_codebook_size}: "

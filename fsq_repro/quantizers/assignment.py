@@ -8,7 +8,7 @@ The VQ bottleneck needs, for ``flat: (N, d)`` encoder vectors and a ``codebook: 
 
 Written directly, autograd keeps about ten ``(N, K)`` temporaries alive between forward and backward. At ImageNet
 scale (256 images × 256 tokens against 2¹⁶ codes) that is 2³² elements = 16 GiB *per matrix*; on CPU the fresh
-half-gigabyte allocations are page-fault bound (FSQ paper Fig. 3 sizes cost 8.3 s per step at 64 px, #17).
+half-gigabyte allocations are page-fault bound (FSQ paper Fig. 3 sizes cost 8.3 s per step at 64 px).
 ``assign_and_entropy`` computes both in chunks of rows with a hand-derived backward, so only one chunk of
 ``(rows, K)`` exists at a time, in forward and in backward (which recomputes its chunk). Gradient, with
 ``l = −D/T``, ``q = mean_i p_i``, ``g = dH(q)/dq = −(log(q + ε) + q / (q + ε))`` and ``h_ik = l_ik + g_k``:

@@ -7,7 +7,7 @@ A quantizer maps channel-last encoder outputs ``z: (..., d)`` to
 - ``loss``: the quantizer's auxiliary loss (zero for FSQ; commitment + codebook + entropy for VQ),
 - ``metrics``: detached scalars to log (batch perplexity, batch usage, ...), computed when first read
   (``LazyMetrics``): a caller that never reads them — tokenization, evaluation, someone's own training loop — does
-  not pay for the per-batch histogram (≈ 1.2 ``tanh`` passes at 15 360 codes, #17 / ``scripts/bench_fsq.py``).
+  not pay for the per-batch histogram (≈ 1.2 ``tanh`` passes at 15 360 codes, ``scripts/bench_fsq.py``).
 
 Both quantizers also expose ``codes_to_indexes`` / ``indexes_to_codes`` (App. A.1 names), ``codebook_size``
 and ``dim`` so that the tokenizer and the generator never need to know which bottleneck they use.

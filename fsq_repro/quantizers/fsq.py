@@ -8,8 +8,8 @@ Numerics follow App. A.1 exactly:
 
 - ``bound(z) = tanh(z + shift) · half_l − offset`` with ``half_l = (L − 1)(1 − ε)/2``, ``ε = 1e-3``,
   ``offset = 0.5`` for even ``L`` (else 0) and ``shift = tan(offset / half_l)``. The paper writes ``tan``; many
-  ports (e.g. vector-quantize-pytorch) use ``atanh`` and ``(1 + ε)``, which moves 0.5–1 % of indices by a
-  whole level on ``z ~ N(0, 3²)`` (``../shared/reference/hyperparameters.md``). We follow the paper.
+  ports (e.g. vector-quantize-pytorch 1.32) use ``atanh`` and ``(1 + ε)``, which moves 0.5–1 % of indices by a
+  whole level on ``z ~ N(0, 3²)`` (``tests/quantizers/test_fsq.py``). We follow the paper.
 - ``quantize(z) = round_ste(bound(z)) / (L // 2)``: odd ``L`` gives ``{−(L−1)/2 … (L−1)/2}/(L//2)``, even ``L``
   the asymmetric grid ``{−L/2 … L/2 − 1}/(L/2)``; all values lie in ``[−1, 1]``.
 - ``index = Σ_i (ẑ_i·(L_i//2) + L_i//2) · basis_i`` with ``basis = [1, L_1, L_1·L_2, …]`` (first channel least

@@ -13,7 +13,7 @@ from fsq_repro.nets.transformer import ClassEmbedder
 
 
 def test_group_sizes_match_m2t() -> None:
-    assert group_sizes(256) == [2, 3, 8, 10, 15, 18, 23, 26, 31, 36, 40, 44]  # 16×16, reference/evaluation.md
+    assert group_sizes(256) == [2, 3, 8, 10, 15, 18, 23, 26, 31, 36, 40, 44]  # 16×16, M2T §3.4 schedule
     assert group_sizes(64) == [1, 1, 2, 2, 4, 4, 6, 7, 7, 9, 10, 11]  # 8×8
 
 

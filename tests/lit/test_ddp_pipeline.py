@@ -1,5 +1,5 @@
-"""The whole pipeline under Lightning DDP on 2 CPU processes (experiments issue #8; reliability issue #9,
-promise 7), launched as a subprocess: ``train.py ... trainer.devices=2 trainer.accelerator=cpu``.
+"""The whole pipeline under Lightning DDP on 2 CPU processes (README "Fault tolerance", item 7), launched
+as a subprocess: ``train.py ... trainer.devices=2 trainer.accelerator=cpu``.
 
 - it runs stage1 → tokenize → stage2 → eval and writes exactly the files a 1-process run writes (only rank 0
   writes artifacts, grids, logs and reports; rank 1 adds nothing but its Hydra log);

@@ -58,7 +58,7 @@ def test_samples_npz_is_class_interleaved_so_adm_chunks_see_every_class(tmp_path
     for start in range(0, len(npz_labels), 5000):  # every chunk holds every class exactly 5 times
         assert np.array_equal(np.bincount(npz_labels[start : start + 5000], minlength=k), np.full(k, 5))
     assert adm_inception_score(preds) == pytest.approx(k, rel=1e-6)
-    class_major = np.argsort(npz_labels, kind="stable")  # the old order: all of class 0, then class 1, ...
+    class_major = np.argsort(npz_labels, kind="stable")  # class-major order: all of class 0, then class 1, ...
     assert adm_inception_score(preds[class_major]) == pytest.approx(k / 10, rel=1e-6)
 
 

@@ -1,5 +1,5 @@
-"""FID / precision-recall / Inception score against closed forms and independent computations
-(reference/evaluation.md)."""
+"""FID / precision-recall / Inception score against closed forms and independent computations (definitions of the
+ADM suite, openai/guided-diffusion ``evaluations/evaluator.py``)."""
 
 from __future__ import annotations
 

@@ -39,7 +39,7 @@ def test_label_embedding_is_the_official_one_hot_dense_layer() -> None:
 
 def test_out_of_range_labels_embed_as_an_all_zero_one_hot() -> None:
     """jax.nn.one_hot(-1 or ≥ C) is all zeros, so a 101st instance id (or −1) adds no kernel row: the numpy one-hot
-    oracle with such ids dropped. Clamping them (the old code) gives class C − 1's row instead."""
+    oracle with such ids dropped. Clamping them would give class C − 1's row instead."""
     torch.manual_seed(1)
     emb = PatchLabelEmbedding(num_classes=4, patch_size=2, width=3)
     labels = torch.randint(0, 4, (1, 2, 4))

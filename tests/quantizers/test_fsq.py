@@ -179,7 +179,7 @@ def test_batch_usage_metrics_by_hand_with_out_of_range_indices() -> None:
 
 
 def test_usage_metrics_are_computed_when_read_and_match_numpy(monkeypatch) -> None:
-    """``out.metrics`` is lazy: forward + backward alone never counts the batch (#17); the first read computes the
+    """``out.metrics`` is lazy: forward + backward alone never counts the batch; the first read computes the
     perplexity / usage of the batch's own indices once (numpy bincount by hand), later reads reuse them."""
     import fsq_repro.quantizers.fsq as fsq_module
 

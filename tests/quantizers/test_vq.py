@@ -46,7 +46,7 @@ def test_losses_equal_hand_computation() -> None:
     assert out.metrics["commitment"].item() == pytest.approx(mse, rel=1e-6)
     assert out.metrics["codebook_loss"].item() == pytest.approx(mse, rel=1e-6)
     assert out.loss.item() == pytest.approx(expected, rel=1e-5)
-    assert not out.metrics.computed  # the losses are ready; the usage histogram waits until read (#17)
+    assert not out.metrics.computed  # the losses are ready; the usage histogram waits until read
     assert out.metrics["perplexity"].item() == pytest.approx(2.0) and out.metrics["batch_usage"].item() == 1.0
 
 
