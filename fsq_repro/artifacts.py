@@ -168,8 +168,8 @@ def save_uvim_stage1(path: str | Path, model: torch.nn.Module, task_config: dict
 
 def load_uvim_stage1(path: str | Path, device: str | torch.device = "cpu"):
     """``(GuidingCodeAutoencoder in eval mode, task)`` from ``uvim_stage1.pt`` (``weights_only=True``)."""
-    from fsq_repro.losses.uvim_tasks import build_task
     from fsq_repro.nets.uvim_vqvae import GuidingCodeAutoencoder
+    from fsq_repro.tasks import build_task
 
     payload = read_payload(path, UVIM_STAGE1_FORMAT, "uvim_stage1", "UViM Stage I file",
                            "train it first: stages=[uvim_stage1]")  # fmt: skip

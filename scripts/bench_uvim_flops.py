@@ -26,10 +26,10 @@ from bench_stage2_flops import measure_step  # the scripts/ folder is on sys.pat
 
 from fsq_repro.hardware import autocast_dtype
 from fsq_repro.lit.uvim_module import UViMStage1Module, UViMStage2Module
-from fsq_repro.losses.uvim_tasks import build_task
 from fsq_repro.nets.uvim_lm import UViMLanguageModel
 from fsq_repro.nets.uvim_vqvae import GuidingCodeAutoencoder
 from fsq_repro.quantizers import FSQ
+from fsq_repro.tasks import build_task
 
 TASKS = {
     "depth": {"name": "depth", "num_bins": 64},
@@ -72,7 +72,7 @@ def main() -> None:
     task = build_task(TASKS[args.task])
     arch = dict(patch_size=8, code_len=16, width=128, enc_depth=2, dec_depth=2, mlp_dim=256, num_heads=4)
     ae = GuidingCodeAutoencoder(FSQ([5, 5, 5]), task.label_classes, input_size=res,
-                                label_channels=getattr(task, "label_channels", None), **arch).to(device)  # fmt: skip
+                                label_channels=task.label_channels, **arch).to(device)  # fmt: skip
     stage1 = UViMStage1Module(ae, task, warmup_steps=10, total_steps=1000)
     opt1 = stage1.configure_optimizers()["optimizer"]
     data1 = fake_batch(args.task, args.batch, res, device)

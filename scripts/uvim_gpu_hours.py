@@ -25,7 +25,7 @@ from torch.utils.flop_counter import FlopCounterMode
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fsq_repro.losses.uvim_tasks import build_task  # noqa: E402
+from fsq_repro.tasks import build_task  # noqa: E402
 
 H100_BF16 = 989e12  # dense bf16 FLOP/s (H100 SXM)
 EXPERIMENTS = ("uvim_depth_fsq", "uvim_depth_vq", "uvim_panoptic_fsq", "uvim_panoptic_fsq_noctx",
@@ -41,7 +41,7 @@ def count(fn) -> int:
 
 def sample_labels(task, size: int) -> dict[str, torch.Tensor]:
     labels = {k: torch.randint(0, c, (1, size, size)) for k, c in task.label_classes.items()}
-    labels |= {k: torch.rand(1, c, size, size) * 2 - 1 for k, c in getattr(task, "label_channels", {}).items()}
+    labels |= {k: torch.rand(1, c, size, size) * 2 - 1 for k, c in task.label_channels.items()}
     return labels
 
 
@@ -52,7 +52,7 @@ def estimate(experiment: str) -> dict:
     size = int(cfg.data.resolution)
     stage1 = instantiate(cfg.model.stage1.autoencoder)(
         quantizer=instantiate(cfg.quantizer), label_classes=task.label_classes, input_size=size,
-        label_channels=getattr(task, "label_channels", None),
+        label_channels=task.label_channels,
     )  # fmt: skip
     image = torch.rand(1, 3, size, size) * 2 - 1
     s1 = count(lambda: stage1(sample_labels(task, size), image))

@@ -51,7 +51,7 @@ from fsq_repro.lit.stages import (
     token_cache_dir,
 )
 from fsq_repro.lit.uvim_module import UViMStage1Module, UViMStage2Module, task_grid
-from fsq_repro.losses.uvim_tasks import build_task
+from fsq_repro.tasks import build_task
 
 
 def task_from_data(cfg: DictConfig):
@@ -92,7 +92,7 @@ def stage_uvim_stage1(cfg: DictConfig) -> dict:
         quantizer=instantiate(cfg.quantizer),
         label_classes=task.label_classes,
         input_size=int(cfg.data.resolution),
-        label_channels=getattr(task, "label_channels", None),
+        label_channels=task.label_channels,
     )
     module = UViMStage1Module(model, task, **plain(stage_cfg.optim), total_steps=_max_steps(cfg, stage_cfg),
                               max_nonfinite_skips=stage_cfg.get("max_nonfinite_skips", 0))  # fmt: skip

@@ -1,7 +1,7 @@
 """Lightning modules for UViM's two stages (FSQ paper §4.4; big_vision ``trainers/proj/uvim/{vqvae,train}.py``).
 
 ``UViMStage1Module`` trains the guiding-code autoencoder (``nets/uvim_vqvae.py``) on the task's labels with the
-image as context: loss = the task loss (``losses/uvim_tasks.py``) + the quantizer's auxiliary loss (zero for FSQ;
+image as context: loss = the task loss (``tasks/__init__.py``) + the quantizer's auxiliary loss (zero for FSQ;
 UViM's VQ has commitment weight 0 and learns its dictionary by EMA, so zero there too). Validation logs the loss,
 codebook usage of the guiding codes (``CodebookUsage``) and the *oracle* task metrics: the Stage I decoder's
 reconstruction from the true codes, measured like the final predictions (``task.metric``; panoptic PQ is computed on
@@ -95,7 +95,7 @@ class UViMStage1Module(pl.LightningModule):
         self.num_grid_images = num_grid_images
         self.guard = NonFiniteGuard(self, max_nonfinite_skips)
         self.usage = CodebookUsage(model.codebook_size)
-        self.oracle = task.metric(None)  # Stage I reconstruction scored like the final predictions
+        self.oracle = task.validation_metric()  # Stage I reconstruction scored like the final predictions
         self.last_val_grid: torch.Tensor | None = None
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
@@ -125,8 +125,7 @@ class UViMStage1Module(pl.LightningModule):
     def on_validation_epoch_start(self) -> None:
         """Score against the val set's native ground truth when the data module has one (panoptic: crowd, VOID)."""
         val_set = getattr(getattr(self.trainer, "datamodule", None), "val_set", None)
-        if hasattr(val_set, "panoptic_target"):
-            self.oracle = self.task.metric(val_set)
+        self.oracle = self.task.validation_metric(val_set)
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         labels = self.task.labels(batch)

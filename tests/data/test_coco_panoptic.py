@@ -15,7 +15,7 @@ from PIL import Image
 from fsq_repro.data.coco_panoptic import COCOPanopticDataset
 from fsq_repro.data.loading import collate_skip_corrupt
 from fsq_repro.errors import ConfigError
-from fsq_repro.losses.uvim_panoptic import PanopticTask
+from fsq_repro.tasks.panoptic import PanopticTask
 
 CATEGORIES = [  # deliberately not sorted by id: the list order is the contiguous label
     {"id": 18, "name": "dog", "isthing": 1},

@@ -7,9 +7,9 @@ from __future__ import annotations
 import torch
 
 from fsq_repro.lit.uvim import baseline_mean
-from fsq_repro.losses.uvim_colorization import ColorizationTask
-from fsq_repro.losses.uvim_depth import DepthTask
-from fsq_repro.losses.uvim_panoptic import PanopticTask
+from fsq_repro.tasks.colorization import ColorizationTask
+from fsq_repro.tasks.depth import DepthTask
+from fsq_repro.tasks.panoptic import PanopticTask
 
 
 def _items(key: str, maps: list[list[list[float]]], dtype) -> list[dict]:

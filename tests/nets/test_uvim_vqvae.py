@@ -12,9 +12,9 @@ import torch.nn.functional as F
 
 from fsq_repro.artifacts import load_uvim_stage1, save_uvim_stage1
 from fsq_repro.errors import ConfigError
-from fsq_repro.losses.uvim_depth import DepthTask
 from fsq_repro.nets.uvim_vqvae import GuidingCodeAutoencoder, PatchLabelEmbedding, tokens_to_pixels
 from fsq_repro.quantizers import FSQ
+from fsq_repro.tasks.depth import DepthTask
 
 
 def tiny(quantizer=None, **kw) -> GuidingCodeAutoencoder:

@@ -85,6 +85,10 @@ class ColorizationTask:
         """PSNR only without a dataset (Stage I validation); PSNR + FD (builds the extractor) with one."""
         return ColorizationMetric(self, dataset)
 
+    def validation_metric(self, val_set=None) -> ColorizationMetric:
+        """PSNR only: the FD needs the extractor and thousands of images, it is uvim_eval's."""
+        return ColorizationMetric(self, None)
+
 
 class ColorizationMetric:
     """Resized PSNR and the FID-5k-style Fréchet distance (module docstring)."""

@@ -26,6 +26,7 @@ class DepthTask:
 
     name = "depth"
     headline = ("rmse", True)  # the metric Table 2 reports, lower-is-better
+    label_channels: dict[str, int] = {}  # noqa: RUF012 — no continuous maps
 
     def __init__(self, num_bins: int = 256, min_depth: float = 1e-3, max_depth: float = 10.0) -> None:
         if num_bins < 2 or not 0 < min_depth < max_depth:
@@ -77,6 +78,9 @@ class DepthTask:
 
     def metric(self, dataset=None) -> DepthMetric:
         return DepthMetric(self.min_depth, self.max_depth)
+
+    def validation_metric(self, val_set=None) -> DepthMetric:
+        return self.metric()
 
     def render(self, depth: torch.Tensor) -> torch.Tensor:
         """``(B, H, W)`` metres → ``(B, 3, H, W)`` grey ramp in [−1, 1] (near = bright)."""

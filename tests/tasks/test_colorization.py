@@ -13,10 +13,10 @@ import torch
 from scipy import linalg
 
 from fsq_repro.data.colorization import ColorizationDataset, grayscale
-from fsq_repro.losses.uvim_colorization import ColorizationTask, to_uint8_coltran
 from fsq_repro.metrics.psnr import psnr
 from fsq_repro.nets.uvim_vqvae import GuidingCodeAutoencoder
 from fsq_repro.quantizers import FSQ
+from fsq_repro.tasks.colorization import ColorizationTask, to_uint8_coltran
 
 
 def test_continuous_input_is_the_official_dense_general_over_colour_patches() -> None:

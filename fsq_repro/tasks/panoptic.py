@@ -47,6 +47,7 @@ class PanopticTask:
 
     name = "panoptic"
     headline = ("pq", False)  # the metric Table 2 reports, lower-is-better
+    label_channels: dict[str, int] = {}  # noqa: RUF012 — no continuous maps
 
     def __init__(self, num_semantic: int = 134, num_instances: int = 100, min_fraction: float = 0.0) -> None:
         if num_semantic < 2 or num_instances < 2 or not 0 <= min_fraction < 1:
@@ -109,6 +110,10 @@ class PanopticTask:
 
     def metric(self, dataset=None) -> PanopticMetric:
         return PanopticMetric(dataset, self.num_semantic)
+
+    def validation_metric(self, val_set=None) -> PanopticMetric:
+        """PQ against the val set's native ground truth (crowd regions, VOID) when it has one, else the labels."""
+        return self.metric(val_set if hasattr(val_set, "panoptic_target") else None)
 
     @staticmethod
     def render(pred: torch.Tensor) -> torch.Tensor:

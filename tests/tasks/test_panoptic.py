@@ -11,7 +11,7 @@ import torch
 
 from fsq_repro.data.panoptic import make_canonical, resize_labels, rgb_to_id, two_channels
 from fsq_repro.data.panoptic_scenes import PanopticScenesDataset, render_panoptic_scene
-from fsq_repro.losses.uvim_panoptic import PanopticTask, panoptic_from_logits
+from fsq_repro.tasks.panoptic import PanopticTask, panoptic_from_logits
 
 
 def official_predictions(semantics: np.ndarray, instances: np.ndarray, min_fraction: float) -> np.ndarray:
