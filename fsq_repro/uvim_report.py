@@ -180,8 +180,7 @@ def findings(rows: list[dict]) -> list[str]:
 
 def task_grid_file(rows: list[dict], task: str, path: Path, num: int = 6) -> Path | None:
     """Columns = examples; rows = image, ground truth, then one prediction row per bottleneck (first seed)."""
-    from fsq_repro.lit.uvim_module import task_grid
-    from fsq_repro.tasks import build_task
+    from fsq_repro.tasks import build_task, task_grid
     from fsq_repro.viz import save_image_grid
 
     preds, image, truth, task_obj = [], None, None, None

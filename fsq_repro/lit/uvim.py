@@ -50,8 +50,8 @@ from fsq_repro.lit.stages import (
     stage_input,
     token_cache_dir,
 )
-from fsq_repro.lit.uvim_module import UViMStage1Module, UViMStage2Module, task_grid
-from fsq_repro.tasks import build_task
+from fsq_repro.lit.uvim_module import UViMStage1Module, UViMStage2Module
+from fsq_repro.tasks import build_task, task_grid
 
 
 def task_from_data(cfg: DictConfig):

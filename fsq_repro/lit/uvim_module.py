@@ -22,10 +22,10 @@ from __future__ import annotations
 
 import lightning.pytorch as pl
 import torch
-import torch.nn.functional as F
 
 from fsq_repro.lit.schedules import warmup_cosine
 from fsq_repro.metrics.usage import CodebookUsage
+from fsq_repro.tasks import task_grid
 
 
 def adamw_with_schedule(module: pl.LightningModule, groups: list[dict], warmup_steps: int, total_steps: int,
@@ -44,17 +44,6 @@ def decay_groups(named_params, lr: float, weight_decay: float) -> list[dict]:
         is_kernel = p.ndim >= 2 and "pos" not in name and "table" not in name and "embed.weight" not in name
         (decay if is_kernel else rest).append(p)
     return [{"params": decay, "lr": lr, "weight_decay": weight_decay}, {"params": rest, "lr": lr, "weight_decay": 0.0}]
-
-
-def task_grid(task, image: torch.Tensor, rows: list[torch.Tensor]) -> torch.Tensor:
-    """Rows of ``n`` images: the RGB inputs, then each prediction-shaped map as the task draws it (``task.render``:
-    depth as a grey ramp, panoptic segments as colours), nearest-resized to the image size."""
-    size = image.shape[-2:]
-    out = [image.float().cpu()]
-    for row in rows:
-        picture = task.render(row.cpu())
-        out.append(F.interpolate(picture.float(), size=size, mode="nearest"))
-    return torch.cat(out)
 
 
 class NonFiniteGuard:

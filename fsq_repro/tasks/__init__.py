@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any, ClassVar, Protocol
 
 import torch
+import torch.nn.functional as F
 
 from fsq_repro.errors import ConfigError
 from fsq_repro.tasks.colorization import ColorizationTask
@@ -61,3 +62,14 @@ def build_task(config: dict) -> UViMTask:
     if name not in TASKS:
         raise ConfigError(f"unknown UViM task {name!r}; known: {sorted(TASKS)}")
     return TASKS[name](**config)
+
+
+def task_grid(task: UViMTask, image: torch.Tensor, rows: list[torch.Tensor]) -> torch.Tensor:
+    """Rows of ``n`` images: the RGB inputs, then each prediction-shaped map as the task draws it (``task.render``:
+    depth as a grey ramp, panoptic segments as colours), nearest-resized to the image size."""
+    size = image.shape[-2:]
+    out = [image.float().cpu()]
+    for row in rows:
+        picture = task.render(row.cpu())
+        out.append(F.interpolate(picture.float(), size=size, mode="nearest"))
+    return torch.cat(out)
