@@ -217,16 +217,18 @@ def maybe_init_distributed() -> tuple[int, int]:
 @one_line_errors
 def run_sample(cfg: DictConfig) -> None:
     """``sample.py``: class-conditional MaskGIT samples → ``samples.npz`` (ADM format) + a PNG grid."""
-    import numpy as np
     import torch
     import torch.distributed as dist
 
     from fsq_repro.artifacts import artifact_path, load_maskgit, load_tokenizer
     from fsq_repro.data.token_cache import file_hash
     from fsq_repro.generation.sampler import sample_with_model
-    from fsq_repro.generation.sampling_job import generate_shard, labels_for, merge_shards, write_npz
+    from fsq_repro.generation.sampling_job import gather_shards, generate_shard, labels_for, write_npz
     from fsq_repro.viz import save_image_grid
 
+    for key in ("num_per_class", "batch_size"):
+        if not isinstance(cfg.get(key), int) or cfg[key] < 1:
+            raise ConfigError(f"{key}={cfg.get(key)} must be a positive integer")
     rank, world = maybe_init_distributed()
     device = default_device()
     tok_path = artifact_path(cfg, "tokenizer", "tokenizer.pt")
@@ -244,19 +246,10 @@ def run_sample(cfg: DictConfig) -> None:
 
     out = Path(cfg.get("out") or _output_dir(cfg))
     print(f"sampling {len(labels)} images ({cfg.num_per_class} per class, cfg_scale={sampler['cfg_scale']}) on {world}")
-    positions, images, got = generate_shard(sample_fn, labels, int(cfg.batch_size), int(cfg.seed), rank, world, device)
-    if world > 1:
-        shard = out / f".shard-{rank}.npz"
-        out.mkdir(parents=True, exist_ok=True)
-        np.savez(shard, positions=positions, images=images, labels=got)
-        dist.barrier()
-        if rank == 0:
-            shards = [out / f".shard-{r}.npz" for r in range(world)]
-            images, got = merge_shards(shards, len(labels))
-            for s_ in shards:
-                s_.unlink()
-        dist.barrier()
-    if rank == 0:
+    shard = generate_shard(sample_fn, labels, int(cfg.batch_size), int(cfg.seed), rank, world, device)
+    merged = gather_shards(out, rank, world, shard, len(labels), dist.barrier if world > 1 else lambda: None)
+    if merged is not None:
+        images, got = merged
         path = write_npz(out / "samples.npz", images, got)
         per, cols = int(cfg.num_per_class), min(8, int(cfg.num_per_class))
         k = len(images) // per  # class-interleaved: the j-th sample of class c is number j·K + c

@@ -90,3 +90,24 @@ def merge_shards(paths: list[Path], total: int) -> tuple[np.ndarray, np.ndarray]
         raise RuntimeError(f"sample shards cover {len(np.unique(pos))} of {total} positions ({len(pos)} written)")
     order = np.argsort(pos)
     return np.concatenate(images)[order], np.concatenate(labels)[order]
+
+
+def gather_shards(out: Path, rank: int, world: int, shard: tuple[np.ndarray, np.ndarray, np.ndarray], total: int,
+                  barrier: Callable[[], None]) -> tuple[np.ndarray, np.ndarray] | None:  # fmt: skip
+    """Every rank's ``shard = (positions, images, labels)`` (``generate_shard``) → on rank 0 the ``total`` images and
+    labels in position order, through ``<out>/.shard-<rank>.npz`` files on the shared filesystem (removed after);
+    ``None`` on the other ranks. One process (``world == 1``) returns its shard as it is."""
+    positions, images, labels = shard
+    if world == 1:
+        return images, labels
+    with atomic_path(out / f".shard-{rank}.npz", suffix=".npz") as tmp:
+        np.savez(tmp, positions=positions, images=images, labels=labels)
+    barrier()
+    merged = None
+    if rank == 0:
+        paths = [out / f".shard-{r}.npz" for r in range(world)]
+        merged = merge_shards(paths, total)
+        for path in paths:
+            path.unlink()
+    barrier()
+    return merged
