@@ -7,9 +7,10 @@ library.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from hydra.errors import InstantiationException
@@ -161,6 +162,45 @@ def _summary(cfg: DictConfig) -> str:
     )
 
 
+def _launch_leader() -> bool:
+    """True in the process that a multi-process launch (torchrun, Lightning DDP's re-launched ranks, SLURM tasks)
+    counts as its first; always in a single process."""
+    import os
+
+    return all(int(os.environ.get(k, 0) or 0) == 0 for k in ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"))
+
+
+@contextlib.contextmanager
+def run_dir_lock(folder: Path) -> Iterator[None]:
+    """An exclusive ``flock`` on ``<run dir>/.lock`` while a ``train.py`` works in it, so a second ``train.py`` on the
+    same run dir is refused in one line instead of racing on its checkpoints and artifacts. The kernel drops the
+    lock when the holder exits or is killed, so a crashed run never leaves a stale lock. Only the launch's first
+    process takes it (the other DDP ranks work in the same dir by design)."""
+    if not _launch_leader():
+        yield
+        return
+    import fcntl
+    import os
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise ConfigError(f"run dir {folder} is in use by {holder}: wait for it to finish or pass another "
+                              "hydra.run.dir") from None  # fmt: skip
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"train.py (pid {os.getpid()})\n")
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 @one_line_errors
 def run_train(cfg: DictConfig) -> None:
     print(_summary(cfg))
@@ -180,9 +220,10 @@ def run_train(cfg: DictConfig) -> None:
         raise ConfigError(
             f"stage(s) {missing} are not implemented yet; implemented: {sorted(STAGES)} (e.g. stages=[data])"
         )
-    for stage in cfg.stages:
-        print(f"[{stage}]")
-        STAGES[stage](cfg)
+    with run_dir_lock(Path(cfg.paths.output_dir)):
+        for stage in cfg.stages:
+            print(f"[{stage}]")
+            STAGES[stage](cfg)
     from fsq_repro.lit.stages import finish_wandb_run
 
     finish_wandb_run()  # the next job of a multirun must start its own W&B run
