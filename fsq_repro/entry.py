@@ -162,6 +162,18 @@ def _summary(cfg: DictConfig) -> str:
     )
 
 
+def _check_accelerator(cfg: DictConfig) -> None:
+    """``trainer=gpu`` / ``ddp`` on a machine where torch sees no CUDA GPU: one line naming ``trainer=cpu``, before
+    any data is loaded (Lightning would raise ``No supported gpu backend found!`` only at the first fit)."""
+    accelerator = str((cfg.get("trainer") or {}).get("accelerator") or "auto")
+    if accelerator in ("gpu", "cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError(f"trainer.accelerator={accelerator} but torch sees no CUDA GPU on this machine: pass "
+                              "trainer=cpu (or run where a GPU is visible)")  # fmt: skip
+
+
 def _launch_leader() -> bool:
     """True in the process that a multi-process launch (torchrun, Lightning DDP's re-launched ranks, SLURM tasks)
     counts as its first; always in a single process."""
@@ -215,6 +227,7 @@ def run_train(cfg: DictConfig) -> None:
     featureless = [t for t in cfg.get("eval_tasks") or [] if t not in ("reconstruction", "compression")]
     if "eval" in cfg.stages and cfg.metrics.get("extractor") == "none" and featureless:
         raise ConfigError(f"eval_tasks {featureless} need a feature space: metrics.extractor=inception or shapes")
+    _check_accelerator(cfg)
     missing = [s for s in cfg.stages if s not in STAGES]
     if missing:
         raise ConfigError(

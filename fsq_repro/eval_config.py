@@ -149,6 +149,13 @@ def run_task(cfg: DictConfig, out_dir: Path) -> dict:
     task = cfg.task
     if task not in TASKS:
         raise ConfigError(f"task={task} is unknown; choose one of {list(TASKS)}")
+    if task != "ref_stats":  # the run's files first: a wrong run= must not cost the reference statistics
+        needed = [("tokenizer", "tokenizer.pt")] + ([] if task in ("reconstruction", "semantics") else
+                                                   [("maskgit", "maskgit.pt")])  # fmt: skip
+        for key, name in needed:
+            path = artifact_path(cfg, key, name)
+            if not path.is_file():
+                raise ConfigError(f"no {name} at {path}: pass run=<a finished pipeline run dir> or {key}=<file>")
     options = options_from(cfg)
     extractor = None if task == "compression" else build_extractor(cfg)
     if task == "ref_stats":
