@@ -1,14 +1,15 @@
 """The CPU trade-off study in one command (FSQ paper §5.1, Fig. 3, where it can be run on a CPU):
 ``train.py -m experiment=tradeoff_shapes`` (FSQ at the Table 1 level sets 2^8…2^16, VQ with entropy loss at
 2^8…2^14, and 2^16 with ``--with-vq-65536``), then ``scripts/report.py`` on the multirun → ``report.md``,
-``tradeoff.png`` and ``report.json``, and ``table.md``: the README table (usage, codes used, the uniform
-ceiling, PSNR, rFD / rPrecision / rRecall, bits per token, minutes per job).
+``tradeoff.png`` and ``report.json``, and ``table.md``: the table of ``docs/tradeoff-shapes.md`` (usage, codes used,
+the uniform ceiling, PSNR, rFD / rPrecision / rRecall, bits per token, minutes per job).
 
-    python scripts/tradeoff_shapes.py [--out outputs/tradeoff_shapes] [--with-vq-65536] [--readme] [overrides ...]
-    python scripts/tradeoff_shapes.py --table-only --out <multirun dir> [--readme]   # tables of finished jobs
+    python scripts/tradeoff_shapes.py [--out outputs/tradeoff_shapes] [--with-vq-65536] [--doc] [overrides ...]
+    python scripts/tradeoff_shapes.py --table-only --out <multirun dir> [--doc]   # tables of finished jobs
 
-``--readme`` replaces the block between ``<!-- tradeoff-table -->`` markers in README.md. Numbers are FD-shapes
-(the embedded classifier's feature space), never FID. Prints the wall time of the whole study.
+``--doc`` (or its older name ``--readme``) replaces the block between ``<!-- tradeoff-table -->`` markers in
+``docs/tradeoff-shapes.md``. Numbers are FD-shapes (the embedded classifier's feature space), never FID. Prints the
+wall time of the whole study.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 MARK = "<!-- tradeoff-table -->", "<!-- /tradeoff-table -->"
 EXPERIMENT = ROOT / "configs" / "experiment" / "tradeoff_shapes.yaml"
+DOC = ROOT / "docs" / "tradeoff-shapes.md"
 
 
 def job_minutes(job: Path) -> float | None:
@@ -33,7 +35,7 @@ def job_minutes(job: Path) -> float | None:
 
 
 def table(out: Path) -> str:
-    """The README table from ``<out>/report/report.json`` and each job's ``results.json``."""
+    """The table of ``docs/tradeoff-shapes.md`` from ``<out>/report/report.json`` and each job's ``results.json``."""
     rows = json.loads((out / "report" / "report.json").read_text())
     lines = ["| quantizer | \\|C\\| | val usage | codes used | uniform ceiling | PSNR (dB) | rFD-shapes | "
              "rPrecision / rRecall | bits/token (uniform) | job (min) |", "|---" * 10 + "|"]  # fmt: skip
@@ -55,13 +57,13 @@ def table(out: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-def update_readme(text: str) -> None:
-    readme = ROOT / "README.md"
-    body = readme.read_text()
+def update_doc(text: str, doc: Path = DOC) -> None:
+    """Replace the block between the ``<!-- tradeoff-table -->`` markers of ``doc`` with ``text``."""
+    body = doc.read_text()
     pattern = re.compile(re.escape(MARK[0]) + r"\n.*?" + re.escape(MARK[1]), re.S)
     if not pattern.search(body):
-        raise SystemExit(f"error: README.md has no {MARK[0]} … {MARK[1]} block")
-    readme.write_text(pattern.sub(lambda _: f"{MARK[0]}\n{text}{MARK[1]}", body))
+        raise SystemExit(f"error: {doc} has no {MARK[0]} … {MARK[1]} block")
+    doc.write_text(pattern.sub(lambda _: f"{MARK[0]}\n{text}{MARK[1]}", body))
 
 
 def main() -> None:
@@ -70,7 +72,7 @@ def main() -> None:
         "--out", default="outputs/tradeoff_shapes", help="multirun dir; the report goes to <out>/report"
     )
     parser.add_argument("--table-only", action="store_true", help="only (re)write the report and table of <out>")
-    parser.add_argument("--readme", action="store_true", help="write the table into README.md")
+    parser.add_argument("--doc", "--readme", action="store_true", help=f"write the table into {DOC.relative_to(ROOT)}")
     parser.add_argument("--with-vq-65536", action="store_true", help="a 10th job: VQ 2^16 (about 25 min more)")
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for every job")
     args = parser.parse_args()
@@ -90,8 +92,8 @@ def main() -> None:
     text = table(out)
     (out / "report" / "table.md").write_text(text)
     print(text + f"report in {out / 'report'}")
-    if args.readme:
-        update_readme(text)
+    if args.doc:
+        update_doc(text)
 
 
 if __name__ == "__main__":

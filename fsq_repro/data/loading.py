@@ -9,7 +9,7 @@
   that Lightning keeps it instead of wrapping it.
 - ``train_loader`` is the training loader of both stages: a torchdata ``StatefulDataLoader`` (Lightning saves its
   position in every checkpoint and restores it, so a run resumed mid-epoch neither replays nor skips a batch)
-  over ``EpochShuffleSampler``, whose order is a pure function of ``(seed, epoch)`` (README "Fault tolerance",
+  over ``EpochShuffleSampler``, whose order is a pure function of ``(seed, epoch)`` (docs/fault-tolerance.md,
   item 1); under DDP each rank draws its own share of that permutation.
 """
 

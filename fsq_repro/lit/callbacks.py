@@ -55,7 +55,7 @@ def step_seed(seed: int, rank: int, step: int, micro: int = 0) -> int:
 
 class ReseedEveryStep(pl.Callback):
     """Re-seed torch (CPU and CUDA), numpy and ``random`` from ``(seed, rank, global_step, micro-batch)`` before every
-    training batch (README "Fault tolerance", item 1). Checkpoints store no RNG state, and restoring one at load time
+    training batch (docs/fault-tolerance.md, item 1). Checkpoints store no RNG state, and restoring one at load time
     would be too early (the loader iterator is created afterwards and draws from it); seeding from the step makes the
     masking draws of Stage II, dropout and any other randomness of step ``k`` the same whether or not the run was
     resumed. The micro-batches of one accumulated step share ``global_step``, so each gets its own seed (else all
@@ -77,7 +77,7 @@ class ReseedEveryStep(pl.Callback):
 
 
 class Preemption(pl.Callback):
-    """Preemption handling (README "Fault tolerance", item 2), for every training stage.
+    """Preemption handling (docs/fault-tolerance.md, item 2), for every training stage.
 
     - SIGTERM: Lightning stops at the next batch boundary and ``OnExceptionCheckpoint`` writes
       ``checkpoints/<stage>/interrupted.ckpt`` (atomically, ``AtomicCheckpointIO``); the next run resumes from it.

@@ -131,7 +131,7 @@ class TokenizerModule(pl.LightningModule):
         self._nonfinite(what, terms)
 
     def _nonfinite(self, what: str, terms: dict[str, torch.Tensor]) -> None:
-        """A NaN/Inf ``what`` (README "Fault tolerance", item 4): skip this optimizer step (weights untouched) while
+        """A NaN/Inf ``what`` (docs/fault-tolerance.md, item 4): skip this optimizer step (weights untouched) while
         fewer than ``max_nonfinite_skips`` steps were skipped, else stop naming the step and the terms. The
         checkpoint written on the way out (``interrupted.ckpt``) holds the last good weights."""
         self.nonfinite_skips += 1

@@ -106,7 +106,7 @@ class ShapesNet(nn.Module):
 # 10 000 train images read as one uint8 array (the demo's own rendered split, no per-item DataLoader) and bf16
 # autocast: 11 s in `make demo` on 2 cores, val accuracy 0.9955. The recipe is hashed into the extractor's name, which
 # results.json records: FD-shapes numbers from classifiers with different recipes (e.g. key eec94a0b3c92: 20 000
-# images rendered per item, fp32, which measured some README tables) are not comparable
+# images rendered per item, fp32, which measured some tables in docs/) are not comparable
 SHAPES_RECIPE = {
     "net": "ShapesNet/v1",
     "resolution": 32,

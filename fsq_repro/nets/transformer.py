@@ -152,7 +152,7 @@ class MaskGITTransformer(nn.Module):
 
 
 def check_vocabulary(model_codebook_size: int, tokenizer_codebook_size: int, model_classes: int, data_classes: int):
-    """Startup check (README "Fault tolerance", item 5): one-line errors for a vocabulary or class-count mismatch."""
+    """Startup check (docs/fault-tolerance.md, item 5): one-line errors for a vocabulary or class-count mismatch."""
     if model_codebook_size != tokenizer_codebook_size:
         raise ConfigError(
             f"Stage II vocabulary has {model_codebook_size} codes but the tokenizer has {tokenizer_codebook_size}: "

@@ -1,6 +1,6 @@
 """``train_loader``: the order is a function of (seed, epoch), and a loader restored from a mid-epoch
 ``state_dict`` yields exactly the batches the uninterrupted loader would have (no replay, no skip), with and
-without worker processes — what Lightning relies on when it resumes a run (README "Fault tolerance",
+without worker processes — what Lightning relies on when it resumes a run (docs/fault-tolerance.md,
 item 1)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The whole pipeline under Lightning DDP on 2 CPU processes (README "Fault tolerance", item 7), launched
+"""The whole pipeline under Lightning DDP on 2 CPU processes (docs/fault-tolerance.md, item 7), launched
 as a subprocess: ``train.py ... trainer.devices=2 trainer.accelerator=cpu``.
 
 - it runs stage1 → tokenize → stage2 → eval and writes exactly the files a 1-process run writes (only rank 0

@@ -1,4 +1,4 @@
-"""Exact resume (README "Fault tolerance", item 1): a run killed with SIGKILL mid-epoch and resumed from its last
+"""Exact resume (docs/fault-tolerance.md, item 1): a run killed with SIGKILL mid-epoch and resumed from its last
 checkpoint ends with the same weights, optimiser states and EMA as the uninterrupted run (max |Δ| ≤ 1e-6), for
 Stage I (generator, discriminator, EMA, GAN warm-up counter) and Stage II. The kill lands mid-epoch and the resumed
 part crosses an epoch boundary, so the data order (``StatefulDataLoader`` + ``EpochShuffleSampler``) and the

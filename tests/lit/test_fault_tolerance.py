@@ -1,4 +1,4 @@
-"""Preemption and atomic checkpoints (README "Fault tolerance", items 2 and 3): SIGTERM leaves a resumable
+"""Preemption and atomic checkpoints (docs/fault-tolerance.md, items 2 and 3): SIGTERM leaves a resumable
 ``interrupted.ckpt``; a finished run keeps ``last.ckpt``."""
 
 from __future__ import annotations
