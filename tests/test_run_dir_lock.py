@@ -52,3 +52,39 @@ def test_other_ranks_of_a_launch_do_not_take_the_lock(tmp_path: Path, monkeypatc
         monkeypatch.setenv("LOCAL_RANK", "1")  # a DDP rank re-launched by Lightning into the same run dir
         with run_dir_lock(tmp_path):
             pass
+
+
+def test_lightning_info_lines_print_once_and_without_advertisements() -> None:
+    """Under Hydra's root handlers, a Lightning INFO line reaches the console once (not also through the handler
+    ``import lightning`` attaches), and the litlogger tip not at all."""
+    import logging
+
+    import lightning  # noqa: F401  (attaches its console handler to the "lightning" logger)
+
+    from fsq_repro.lit.stages import quiet_lightning_logging
+
+    seen: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record.getMessage())
+
+    root, collect = logging.getLogger(), Collect()
+    lightning_logger = logging.getLogger("lightning")
+    saved = (list(root.handlers), list(lightning_logger.handlers), lightning_logger.propagate)
+    lightning_logger.addHandler(Collect())  # stands for Lightning's own console handler
+    root.addHandler(collect)  # stands for Hydra's console handler
+    try:
+        rank_zero = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+        rank_zero.info("GPU available: False")
+        assert seen == ["GPU available: False"] * 2  # the duplicate the console showed
+        seen.clear()
+        quiet_lightning_logging()
+        rank_zero.info("GPU available: False")
+        rank_zero.info("💡 Tip: try installing litlogger to ...")
+        assert seen == ["GPU available: False"]
+    finally:
+        root.handlers[:] = saved[0]
+        lightning_logger.handlers[:] = saved[1]
+        lightning_logger.propagate = saved[2]
+        collect.filters.clear()

@@ -15,6 +15,7 @@ and ``log_every_n_steps`` count optimizer steps either way.
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 import time
 from pathlib import Path
@@ -146,6 +147,31 @@ def split_cpu_threads(cfg: DictConfig) -> None:
         torch.set_num_threads(max(1, min(torch.get_num_threads(), (os.cpu_count() or 1) // devices)))
 
 
+class _NoAdvertisements(logging.Filter):
+    """Drops Lightning's console tips that advertise other products (e.g. ``litlogger``)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "litlogger" not in str(record.msg)
+
+
+def quiet_lightning_logging() -> None:
+    """Each Lightning INFO line once: ``import lightning`` attaches its own console handler to the ``lightning``
+    logger *and* lets records propagate to the root logger that Hydra configured (console + ``train.log``), so every
+    line printed twice. Drop Lightning's handler (Hydra's print it once and keep it in ``train.log``) and filter the
+    advertisements on every root handler. Idempotent."""
+    root = logging.getLogger()
+    if not root.handlers:  # no Hydra logging (a library use): Lightning's own handler is the only one
+        return
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):  # each may have attached its own handler
+        logger = logging.getLogger(name)
+        for handler in list(logger.handlers):
+            logger.removeHandler(handler)
+        logger.propagate = True
+    for handler in root.handlers:
+        if not any(isinstance(f, _NoAdvertisements) for f in handler.filters):
+            handler.addFilter(_NoAdvertisements())
+
+
 def build_trainer(cfg: DictConfig, stage: str, stage_cfg: DictConfig, callbacks: list) -> pl.Trainer:
     """``trainer=...`` + the stage's length; keys given in ``trainer`` take precedence over the stage's. The
     gradient accumulation is left at 1 here: ``configure_global_batch`` sets it once the devices are known."""
@@ -164,6 +190,7 @@ def build_trainer(cfg: DictConfig, stage: str, stage_cfg: DictConfig, callbacks:
         # does): DDP must be told that some parameters get no gradient in a step
         kwargs["strategy"] = "ddp_find_unused_parameters_true"
     split_cpu_threads(cfg)
+    quiet_lightning_logging()
     on_cpu = cfg.trainer.get("accelerator") == "cpu" or (
         cfg.trainer.get("accelerator") in (None, "auto") and default_device() == "cpu"
     )
