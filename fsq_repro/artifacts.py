@@ -35,24 +35,27 @@ def artifact_path(cfg, key: str, filename: str) -> Path:
     raise ConfigError(f"pass run=<pipeline run dir> or {key}=/path/to/{filename}")
 
 
-def save_tokenizer(
-    path: str | Path, tokenizer: Tokenizer, data_fingerprint: str = "", extra: dict | None = None
-) -> Path:
-    """Write ``tokenizer`` (weights as given — pass the EMA copy) to ``path``."""
-    config = tokenizer.config()
+def save_payload(path: str | Path, fmt: str, model: torch.nn.Module, extra: dict | None = None, **fields) -> Path:
+    """Every exported file's shape: ``{"format", "config", "state_dict" (CPU copies), "code_version", "extra"}`` plus
+    the file's own ``fields`` — plain containers and tensors only, so it loads with ``weights_only=True``."""
     payload = {
-        "format": FORMAT,
-        "config": config,
-        "state_dict": {k: v.detach().cpu().clone() for k, v in tokenizer.state_dict().items()},
-        "codebook_size": tokenizer.codebook_size,
-        "levels": config["quantizer"].get("levels"),
-        "image_size": tokenizer.resolution,
-        "token_grid": list(tokenizer.token_grid),
-        "data_fingerprint": data_fingerprint,
+        "format": fmt,
+        "config": model.config(),
+        "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+        **fields,
         "code_version": __version__,
         "extra": extra or {},
     }
     return atomic_torch_save(payload, path)
+
+
+def save_tokenizer(
+    path: str | Path, tokenizer: Tokenizer, data_fingerprint: str = "", extra: dict | None = None
+) -> Path:
+    """Write ``tokenizer`` (weights as given — pass the EMA copy) to ``path``."""
+    return save_payload(path, FORMAT, tokenizer, extra, codebook_size=tokenizer.codebook_size,
+                        levels=tokenizer.config()["quantizer"].get("levels"), image_size=tokenizer.resolution,
+                        token_grid=list(tokenizer.token_grid), data_fingerprint=data_fingerprint)  # fmt: skip
 
 
 def safe_load(path: str | Path, name: str, what: str, missing_hint: str = "", mmap: bool = False) -> object:
@@ -116,15 +119,7 @@ MASKGIT_FORMAT = "fsq_repro.maskgit/v1"
 
 def save_maskgit(path: str | Path, model: torch.nn.Module, tokenizer_hash: str, extra: dict | None = None) -> Path:
     """Write the Stage II transformer (config + weights + the hash of the tokenizer whose tokens it models)."""
-    payload = {
-        "format": MASKGIT_FORMAT,
-        "config": model.config(),
-        "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
-        "tokenizer_hash": tokenizer_hash,
-        "code_version": __version__,
-        "extra": extra or {},
-    }
-    return atomic_torch_save(payload, path)
+    return save_payload(path, MASKGIT_FORMAT, model, extra, tokenizer_hash=tokenizer_hash)
 
 
 def load_maskgit(path: str | Path, tokenizer_hash: str | None = None, device: str | torch.device = "cpu"):
@@ -151,19 +146,9 @@ def save_uvim_stage1(path: str | Path, model: torch.nn.Module, task_config: dict
                      extra: dict | None = None) -> Path:  # fmt: skip
     """UViM's Stage I → Stage II handoff (FSQ paper §4.4): the guiding-code autoencoder's config + weights, the task
     it encodes (e.g. depth bins), the bottleneck (levels or codebook size) and the data fingerprint."""
-    config = model.config()
-    payload = {
-        "format": UVIM_STAGE1_FORMAT,
-        "config": config,
-        "task": dict(task_config),
-        "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
-        "codebook_size": model.codebook_size,
-        "levels": config["quantizer"].get("levels"),
-        "data_fingerprint": data_fingerprint,
-        "code_version": __version__,
-        "extra": extra or {},
-    }
-    return atomic_torch_save(payload, path)
+    return save_payload(path, UVIM_STAGE1_FORMAT, model, extra, task=dict(task_config),
+                        codebook_size=model.codebook_size, levels=model.config()["quantizer"].get("levels"),
+                        data_fingerprint=data_fingerprint)  # fmt: skip
 
 
 def load_uvim_stage1(path: str | Path, device: str | torch.device = "cpu"):
@@ -181,15 +166,7 @@ def load_uvim_stage1(path: str | Path, device: str | torch.device = "cpu"):
 
 def save_uvim_lm(path: str | Path, model: torch.nn.Module, stage1_hash: str, extra: dict | None = None) -> Path:
     """UViM's Stage II language model (config + weights + the hash of the Stage I file whose codes it predicts)."""
-    payload = {
-        "format": UVIM_LM_FORMAT,
-        "config": model.config(),
-        "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
-        "stage1_hash": stage1_hash,
-        "code_version": __version__,
-        "extra": extra or {},
-    }
-    return atomic_torch_save(payload, path)
+    return save_payload(path, UVIM_LM_FORMAT, model, extra, stage1_hash=stage1_hash)
 
 
 def load_uvim_lm(path: str | Path, stage1_hash: str | None = None, device: str | torch.device = "cpu"):
