@@ -127,25 +127,27 @@ def table2_markdown(rows: list[dict]) -> str:
 
 
 def fsq_vs_vq(rows: list[dict], task: str) -> str | None:
-    """One line: does FSQ match VQ (with splitting) on ``task`` at this scale? With several seeds, "≈" means the
-    means differ by at most 2 pooled standard deviations; with one seed, by at most 10 % of the better one's gain
-    over the constant baseline (a single run has no spread to compare with)."""
+    """One line: does FSQ match VQ (with splitting) on ``task`` at this scale? "Undecided" when neither beats the
+    constant baseline (then the line gives the Stage I oracles, the bottlenecks' own measure). Otherwise, with
+    several seeds "≈" means the means differ by at most 2 pooled standard deviations; with one seed, by at most 10 %
+    of the better one's gain over the constant baseline (a single run has no spread to compare with)."""
     by = {r["bottleneck"]: r for r in rows if r["task"] == task}
     if "FSQ" not in by or "VQ" not in by:
         return None
     fsq, vq = by["FSQ"], by["VQ"]
     key, lower_better = fsq["metric"], METRICS[task][0] in ("rmse", "fd")
     diff = fsq[key] - vq[key]
+    constant = vq.get(f"constant_{key}")
+    best = min(fsq[key], vq[key]) if lower_better else max(fsq[key], vq[key])
+    if constant is not None and ((best >= constant) if lower_better else (best <= constant)):
+        # two predictors that both lose to a constant compare Stage II's failures, not the bottlenecks
+        return (f"{task}: undecided — neither FSQ ({fsq[key]:.3f}) nor VQ ({vq[key]:.3f}) beats the constant "
+                f"baseline ({constant:.3f}) in {fsq['metric_name']}; their Stage I oracles: FSQ "
+                f"{fsq.get(f'oracle_{key}', math.nan):.3f}, VQ {vq.get(f'oracle_{key}', math.nan):.3f}")  # fmt: skip
     stds = [r[f"{key}_std"] for r in (fsq, vq)]
     if all(not math.isnan(x) for x in stds):
         tol, rule = 2 * math.sqrt((stds[0] ** 2 + stds[1] ** 2) / 2), "2 pooled std over seeds"
-    elif f"constant_{key}" in vq:
-        best = min(fsq[key], vq[key]) if lower_better else max(fsq[key], vq[key])
-        constant = vq[f"constant_{key}"]
-        if (best >= constant) if lower_better else (best <= constant):
-            return (f"{task}: undecided — neither FSQ ({fsq[key]:.3f}) nor VQ ({vq[key]:.3f}) beats the constant "
-                    f"baseline ({constant:.3f}) in {fsq['metric_name']}; their Stage I oracles: FSQ "
-                    f"{fsq[f'oracle_{key}']:.3f}, VQ {vq[f'oracle_{key}']:.3f}")  # fmt: skip
+    elif constant is not None:
         tol, rule = 0.1 * abs(best - constant), "10 % of the gain over the constant baseline"
     else:
         return None

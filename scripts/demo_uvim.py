@@ -36,14 +36,16 @@ RUNS = {  # task -> Hydra multiruns (each a list of overrides)
 }
 
 
-def run_task(job: list[str], out: Path, overrides: list[str]) -> str:
+def run_task(job: list[str], out: Path, overrides: list[str], dry: bool = False) -> str:
     """One Hydra multirun of ``train.py`` into ``out`` (a subdir per job, named by its overrides); returns the
-    command line (without the interpreter)."""
+    command line (without the interpreter, ``out`` relative to the repository when inside it). ``dry``: only the
+    command line."""
     cmd = [sys.executable, "train.py", "-m", *job, f"hydra.sweep.dir={out}",
            "hydra.sweep.subdir=${hydra:job.override_dirname}", *overrides]  # fmt: skip
-    print("$", " ".join(cmd), flush=True)
-    subprocess.run(cmd, cwd=ROOT, check=True)
-    return " ".join(cmd[1:])
+    if not dry:
+        print("$", " ".join(cmd), flush=True)
+        subprocess.run(cmd, cwd=ROOT, check=True)
+    return " ".join(cmd[1:]).replace(f"{ROOT}/", "")
 
 
 def main() -> None:

@@ -3,7 +3,8 @@ without splitting (depth) and FSQ without context (panoptic), over several seeds
 one line per Table 2 finding (``fsq_repro/uvim_report.py: findings``) into ``docs/uvim_table2_cpu.md``.
 
     python scripts/uvim_table2_cpu.py [--seeds 0 1 2] [--out outputs/uvim_table2_cpu] [--doc docs/uvim_table2_cpu.md]
-                                      [--tasks depth panoptic colorization] [Hydra overrides ...]
+                                      [--tasks depth panoptic colorization] [--doc-only [--minutes M]]
+                                      [Hydra overrides ...]
 
 Each job is the ``make demo-uvim`` job of its task (``scripts/demo_uvim.py: RUNS`` plus the ablations), with
 ``seed=`` swept: the seed draws the initialisation, the data order and the code dropout of both stages (the paper's
@@ -33,14 +34,16 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "uvim_table2_cpu")
     parser.add_argument("--doc", type=Path, default=ROOT / "docs" / "uvim_table2_cpu.md")
     parser.add_argument("--tasks", nargs="+", default=list(RUNS), choices=list(RUNS))
+    parser.add_argument("--doc-only", action="store_true", help="only rewrite the doc from the finished jobs")
+    parser.add_argument("--minutes", type=float, default=None, help="with --doc-only: the wall time to state")
     args, overrides = parser.parse_known_args()
     seeds = "seed=" + ",".join(map(str, args.seeds))
     start, dirs, commands = time.perf_counter(), [], []
     for task in args.tasks:
         for job in RUNS[task] + ([ABLATIONS[task]] if ABLATIONS[task] else []):
-            commands.append(run_task(job, args.out / task, [seeds, *overrides]))
+            commands.append(run_task(job, args.out / task, [seeds, *overrides], dry=args.doc_only))
         dirs.append(args.out / task)
-    minutes = (time.perf_counter() - start) / 60
+    minutes = args.minutes if args.doc_only else (time.perf_counter() - start) / 60
 
     from fsq_repro.uvim_report import findings, table2_markdown, write_uvim_report
 
@@ -49,8 +52,9 @@ def main() -> None:
     text = [
         "# UViM Table 2 on CPU (FSQ paper §4.4): embedded stand-ins, several seeds",
         "",
-        f"`python scripts/uvim_table2_cpu.py --seeds {' '.join(map(str, args.seeds))}` — {minutes:.0f} min on "
-        f"this machine ({len(args.seeds)} seeds; the same jobs as `make demo-uvim`, 32 px, 4 × 4 guiding codes). "
+        f"`python scripts/uvim_table2_cpu.py --seeds {' '.join(map(str, args.seeds))}` — "
+        f"{'?' if minutes is None else f'{minutes:.0f}'} min on this machine ({len(args.seeds)} seeds; the same "
+        "jobs as `make demo-uvim`, 32 px, 4 × 4 guiding codes). "
         "Metric: mean ± std over seeds; oracle, the two baselines and usage: means. The paper's columns are NYU / "
         "COCO / ImageNet at 512 px: compare the pattern, not the values.",
         "",

@@ -37,6 +37,12 @@ def test_fsq_vs_vq_single_run_uses_ten_percent_of_the_gain_over_the_constant() -
     rows = [row("depth", "FSQ", 1.8), row("depth", "VQ", 2.0, constant=1.0)]  # neither beats the constant
     rows[0]["oracle_rmse"], rows[1]["oracle_rmse"] = 0.7, 0.6
     assert fsq_vs_vq(rows, "depth").startswith("depth: undecided — neither FSQ (1.800) nor VQ (2.000)")
+    rows = [row("depth", "FSQ", 1.3, 0.19, constant=1.0), row("depth", "VQ", 1.4, 0.15, constant=1.0)]
+    rows[0]["oracle_rmse"], rows[1]["oracle_rmse"] = 0.8, 0.66  # with seeds too: both lose to the constant
+    assert fsq_vs_vq(rows, "depth") == (
+        "depth: undecided — neither FSQ (1.300) nor VQ (1.400) beats the constant "
+        "baseline (1.000) in RMSE; their Stage I oracles: FSQ 0.800, VQ 0.660"
+    )
 
 
 def test_findings_collapse_and_context() -> None:
