@@ -2,7 +2,7 @@
 what limits codebook usage there, in one command that writes ``docs/tradeoff_photos_cpu.md``.
 
 1. ``train.py -m experiment=tradeoff_photos``: FSQ at the Table 1 level sets (2^8 … 2^16) and VQ with MaskGIT's
-   entropy loss (2^8 … 2^14), 32 px crops, 8×8 tokens; Stage I validates on all 2 048 val crops every 300 steps,
+   entropy loss (2^8 … 2^14), 32 px crops, 8×8 tokens; Stage I validates on all 2 048 val crops every 200 steps,
    the eval stage gives PSNR, usage and the compression cost (bits/token under the Stage II transformer).
 2. The val-diversity probe: Stage I of FSQ and VQ at 2^10 and 2^14 again, validated on crops of all nine photos
    (``data.val.source=all``) instead of the two held-out ones.
