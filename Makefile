@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 # The suite runs on TEST_WORKERS pytest-xdist workers (one torch thread each; tests/conftest.py); 0 = in-process.
 TEST_WORKERS ?= 2
 
-.PHONY: install test demo demo-uvim lint format bench clean
+.PHONY: install test demo demo-uvim lint format bench gpu-check clean
 
 install: $(PKG_STAMP)
 
@@ -53,6 +53,10 @@ format: install
 
 bench: install
 	@for b in scripts/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+# On a GPU machine: the checks only a GPU can answer (scripts/gpu_check.py); exits 2 in one line without CUDA.
+gpu-check: install
+	$(PY) scripts/gpu_check.py
 
 clean:
 	rm -rf .pytest_cache .ruff_cache build *.egg-info

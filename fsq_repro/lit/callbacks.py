@@ -139,3 +139,17 @@ def slurm_requeue() -> str | None:
         return None
     subprocess.run(["scontrol", "requeue", job], check=False)
     return job
+
+
+class CudaPeakMemory(pl.Callback):
+    """Prints ``cuda peak <stage>: X GiB`` — ``torch.cuda.max_memory_allocated`` over the fit — at the end of every
+    fit on a CUDA device (what ``scripts/gpu_check.py`` reports per stage); nothing on a CPU."""
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if pl_module.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(pl_module.device)
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if pl_module.device.type == "cuda" and trainer.is_global_zero:
+            peak = torch.cuda.max_memory_allocated(pl_module.device) / 2**30
+            print(f"cuda peak {type(pl_module).__name__}: {peak:.2f} GiB", flush=True)
