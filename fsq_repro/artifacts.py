@@ -13,7 +13,6 @@ It is written to a temporary name and renamed, so a crash never leaves a half-wr
 
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 
 import torch
@@ -66,7 +65,7 @@ def safe_load(path: str | Path, name: str, what: str, missing_hint: str = "", mm
         raise ConfigError(f"{name}={path} does not exist" + (f" ({missing_hint})" if missing_hint else ""))
     try:
         return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
-    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, ValueError) as err:
+    except Exception as err:  # any damage (truncation, text, a flipped byte): one line naming the file
         first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
         raise ConfigError(f"{name}={path} is not a readable {what} ({first})") from None
 

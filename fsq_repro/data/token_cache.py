@@ -51,9 +51,10 @@ def read_meta(cache_dir: str | Path) -> dict | None:
     if not path.is_file():
         return None
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError:
+        meta = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError):  # damaged, binary, unreadable
         return None
+    return meta if isinstance(meta, dict) else None
 
 
 def _write_meta(cache_dir: Path, meta: dict) -> None:
@@ -64,7 +65,8 @@ def check_cache(cache_dir: str | Path, tokenizer_hash: str | None = None, data_f
     """The cache's ``meta.json`` if it is complete and was built from this tokenizer and dataset; else ConfigError."""
     meta = read_meta(cache_dir)
     if meta is None or meta.get("format") != FORMAT:
-        raise ConfigError(f"{cache_dir} is not a token cache (build it with pretokenize.py or stages=[tokenize])")
+        raise ConfigError(f"{Path(cache_dir) / 'meta.json'} is missing or not a token cache's (build the cache with "
+                          "pretokenize.py or stages=[tokenize])")  # fmt: skip
     if not meta.get("complete"):
         raise ConfigError(f"token cache {cache_dir} is incomplete: re-run pretokenize.py to finish it")
     if tokenizer_hash and meta["tokenizer_hash"] != tokenizer_hash:

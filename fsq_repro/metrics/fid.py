@@ -63,7 +63,13 @@ def load_statistics(path: str | Path) -> dict[str, np.ndarray]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"reference statistics {path} do not exist (make: python eval.py task=ref_stats data=...)")
-    with np.load(path, allow_pickle=False) as z:
-        if "mu" not in z or "sigma" not in z:
-            raise ConfigError(f"{path} has no mu/sigma arrays (keys: {sorted(z.keys())})")
-        return {k: z[k] for k in z.files}
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if "mu" not in z or "sigma" not in z:
+                raise ConfigError(f"{path} has no mu/sigma arrays (keys: {sorted(z.keys())})")
+            return {k: z[k] for k in z.files}
+    except ConfigError:
+        raise
+    except Exception as err:  # truncated, not a zip, pickled, a flipped byte: one line naming the file
+        first = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
+        raise ConfigError(f"reference statistics {path} are not a readable .npz ({first})") from None
