@@ -204,3 +204,14 @@ def test_uvim_table2_sweep_lists_every_paper_row_over_three_seeds() -> None:
     assert params["seed"] == "0,1,2"
     for experiment in sorted(paper):
         assert _compose([f"experiment={experiment}", "seed=2"]).seed == 2
+
+
+@pytest.mark.parametrize("group", ["model/stage1", "model/stage2"])
+def test_every_stage_config_states_the_keys_the_stages_read(group: str) -> None:
+    """The stages read these keys without a code-side default (one source of truth: the config)."""
+    import yaml
+
+    for path in sorted((CONFIGS / group).glob("*.yaml")):
+        conf = yaml.safe_load(path.read_text())
+        missing = {"max_steps", "val_check_interval", "max_nonfinite_skips", "optim"} - set(conf)
+        assert not missing, f"{path.name} lacks {missing}"

@@ -41,7 +41,7 @@ def stage_stage1(cfg: DictConfig) -> dict:
     discriminator = instantiate(stage_cfg.discriminator) if loss.gan_weight > 0 else None
     module = TokenizerModule(
         tokenizer, loss, discriminator, **plain(stage_cfg.optim), data_fingerprint=fingerprint,
-        max_nonfinite_skips=stage_cfg.get("max_nonfinite_skips", 0),
+        max_nonfinite_skips=stage_cfg.max_nonfinite_skips,
     )  # fmt: skip
     grids = ImageGridLogger(run_dir(cfg) / "stage1", name="reconstructions", nrow=8)
     trainer = build_trainer(cfg, "stage1", stage_cfg, [grids])

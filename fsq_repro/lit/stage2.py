@@ -142,7 +142,7 @@ def stage_stage2(cfg: DictConfig) -> dict:
         sampler=plain(cfg.sampler),
         num_sample_images=stage_cfg.get("num_sample_images", 4),
         compile=stage_cfg.get("compile", False),
-        max_nonfinite_skips=stage_cfg.get("max_nonfinite_skips", 0),
+        max_nonfinite_skips=stage_cfg.max_nonfinite_skips,
     )
     module.attach_tokenizer(tokenizer)
     grids = ImageGridLogger(run_dir(cfg) / "stage2", name="samples", nrow=module.num_sample_images, upscale=2)

@@ -95,7 +95,7 @@ def stage_uvim_stage1(cfg: DictConfig) -> dict:
         label_channels=task.label_channels,
     )
     module = UViMStage1Module(model, task, **plain(stage_cfg.optim), total_steps=_max_steps(cfg, stage_cfg),
-                              max_nonfinite_skips=stage_cfg.get("max_nonfinite_skips", 0))  # fmt: skip
+                              max_nonfinite_skips=stage_cfg.max_nonfinite_skips)  # fmt: skip
     grids = ImageGridLogger(run_dir(cfg) / "uvim_stage1", name="reconstructions", nrow=module.num_grid_images)
     trainer = build_trainer(cfg, "uvim_stage1", stage_cfg, [grids])
     batch = configure_global_batch(
@@ -180,7 +180,7 @@ def stage_uvim_stage2(cfg: DictConfig) -> dict:
         print("  image encoder: random init (the paper starts from ImageNet-21k ViT-L/16: "
               "model.stage2.encoder_weights=/path/to/vit_l16.pth)")  # fmt: skip
     module = UViMStage2Module(model, **plain(stage_cfg.optim), total_steps=_max_steps(cfg, stage_cfg),
-                              max_nonfinite_skips=stage_cfg.get("max_nonfinite_skips", 0))  # fmt: skip
+                              max_nonfinite_skips=stage_cfg.max_nonfinite_skips)  # fmt: skip
     module.attach_stage1(stage1, task)
     dm = PairedDataModule(cfg, cache_path(cfg), int(stage_cfg.batch_size))
     grids = ImageGridLogger(run_dir(cfg) / "uvim_stage2", name="predictions", nrow=module.num_grid_images)
