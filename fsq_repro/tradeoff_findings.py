@@ -34,7 +34,8 @@ def uniform_ceiling(codebook_size: int, tokens: int) -> float:
 
 
 def usage_curves(run: Path) -> list[dict]:
-    """``[{"step", "usage", "psnr"}, …]`` from a run's ``csv/stage1/metrics.csv`` (rows with a ``val/usage``)."""
+    """``[{"step", "usage", "psnr"}, …]`` from a run's ``csv/stage1/metrics.csv`` (rows with a ``val/usage``; the
+    logged step is Lightning's 0-based one, so ``step + 1`` optimizer steps were done)."""
     path = Path(run) / "csv" / "stage1" / "metrics.csv"
     if not path.is_file():
         return []
@@ -44,7 +45,11 @@ def usage_curves(run: Path) -> list[dict]:
             if row.get("val/usage"):
                 curve[int(row["step"]) + 1] = {"step": int(row["step"]) + 1, "usage": float(row["val/usage"]),
                                                "psnr": float(row["val/psnr"])}  # fmt: skip
-    return [curve[k] for k in sorted(curve)]
+    if not curve:
+        return []
+    interval = min(curve)  # the first validation is at val_check_interval; a stage's final re-validation on a
+    # subset of the val split logs one step later (e.g. 601): not a point of the curve
+    return [curve[k] for k in sorted(curve) if k % interval == 0]
 
 
 def _rising(values: list[float]) -> bool:

@@ -53,6 +53,7 @@ def test_usage_curves_reads_val_rows_of_the_lightning_csv(tmp_path) -> None:
         "0,,299,18.5,0.25\n"
         "0,0.05,309,,\n"
         "0,,599,19.25,0.5\n"
+        "0,,600,19.5,0.25\n"  # the final re-validation on a subset of the val split: not a curve point
     )
     curve = usage_curves(tmp_path)
     assert curve == [{"step": 300, "usage": 0.25, "psnr": 18.5}, {"step": 600, "usage": 0.5, "psnr": 19.25}]
