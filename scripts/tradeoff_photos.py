@@ -12,7 +12,8 @@ The doc gets the Fig. 3 table, the usage-against-steps table of both val sources
 exists); ``--doc-only`` rewrites the doc from finished jobs.
 
     python scripts/tradeoff_photos.py [--out outputs/tradeoff_photos] [--doc docs/tradeoff_photos_cpu.md]
-                                      [--no-diversity] [--doc-only] [Hydra overrides for every job ...]
+                                      [--no-diversity] [--probe fsq_1000,vq_1024,...] [--doc-only [--minutes M]]
+                                      [Hydra overrides for every job ...]
 """
 
 from __future__ import annotations
@@ -29,12 +30,14 @@ PROBE = "fsq_1000,vq_1024,fsq_15360,vq_16384"  # 2^10 and 2^14, FSQ and VQ: usag
 PROBE_SIZES = (1000, 1024, 15360, 16384)
 
 
-def multirun(out: Path, overrides: list[str]) -> str:
+def multirun(out: Path, overrides: list[str], dry: bool = False) -> str:
+    """``train.py -m experiment=tradeoff_photos`` into ``out``; returns the command line (``dry``: only that)."""
     cmd = [sys.executable, "train.py", "-m", "experiment=tradeoff_photos", f"hydra.sweep.dir={out}",
            "hydra.sweep.subdir=${hydra:job.override_dirname}", *overrides]  # fmt: skip
-    print("$", " ".join(cmd), flush=True)
-    subprocess.run(cmd, cwd=ROOT, check=True)
-    return "python " + " ".join(cmd[1:])
+    if not dry:
+        print("$", " ".join(cmd), flush=True)
+        subprocess.run(cmd, cwd=ROOT, check=True)
+    return ("python " + " ".join(cmd[1:])).replace(f"{ROOT}/", "")
 
 
 def runs_of(root: Path) -> dict[str, Path]:
@@ -110,16 +113,16 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "tradeoff_photos")
     parser.add_argument("--doc", type=Path, default=ROOT / "docs" / "tradeoff_photos_cpu.md")
     parser.add_argument("--no-diversity", action="store_true", help="skip the val-diversity probe (4 Stage I jobs)")
+    parser.add_argument("--probe", default=PROBE, help=f"the quantizers of the val-diversity probe (default {PROBE})")
+    parser.add_argument("--minutes", type=float, default=None, help="with --doc-only: the wall time to state")
     parser.add_argument("--doc-only", action="store_true", help="only rewrite the doc from finished jobs")
     args, overrides = parser.parse_known_args()
-    commands, minutes = [], None
-    if not args.doc_only:
-        start = time.perf_counter()
-        commands.append(multirun(args.out / "sweep", overrides))
-        if not args.no_diversity:
-            probe = [f"hydra.sweeper.params.quantizer={PROBE}", "stages=[stage1]", "data.val.source=all"]
-            commands.append(multirun(args.out / "diversity", [*probe, *overrides]))
-        minutes = (time.perf_counter() - start) / 60
+    start, dry = time.perf_counter(), args.doc_only
+    commands = [multirun(args.out / "sweep", overrides, dry)]
+    if not args.no_diversity:
+        probe = [f"hydra.sweeper.params.quantizer={args.probe}", "stages=[stage1]", "data.val.source=all"]
+        commands.append(multirun(args.out / "diversity", [*probe, *overrides], dry))
+    minutes = args.minutes if dry else (time.perf_counter() - start) / 60
     print(write_doc(args.out, args.doc, commands, minutes))
     print(f"wrote {args.doc}", file=sys.stderr)
 
