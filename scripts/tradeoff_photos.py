@@ -50,6 +50,34 @@ def runs_of(root: Path) -> dict[str, Path]:
     return found
 
 
+def fsq_latent_stats(run: Path, num: int = 2048) -> dict:
+    """What bounds an FSQ tokenizer's usage: per channel, the share of its ``L_i`` levels the val crops use; their
+    product (the joint usage if the channels were independent); the joint usage itself; and the participation
+    ratio ``(Σλ)² / Σλ²`` of the bounded latents' covariance (``d`` if every channel carries its own information,
+    1 if all move together)."""
+    import torch
+
+    from fsq_repro.artifacts import load_tokenizer
+    from fsq_repro.data.photos import PhotoCropsDataset
+
+    tok = load_tokenizer(run / "tokenizer.pt")
+    val = PhotoCropsDataset("val", size=num, resolution=tok.resolution)
+    digits, bounded = [], []
+    with torch.no_grad():
+        for start in range(0, num, 256):
+            images = torch.stack([val[i]["image"] for i in range(start, min(num, start + 256))])
+            z = tok.quantizer.bound(tok.encoder(images).permute(0, 2, 3, 1)).reshape(-1, len(tok.quantizer.levels))
+            bounded.append(z)
+            digits.append(torch.round(z) + torch.as_tensor(tok.quantizer.levels) // 2)
+    z, d = torch.cat(bounded).double(), torch.cat(digits).long()
+    levels = list(tok.quantizer.levels)
+    marginal = [len(torch.unique(d[:, i])) / level for i, level in enumerate(levels)]
+    eig = torch.linalg.eigvalsh(torch.cov(z.T))
+    joint = len(torch.unique(d, dim=0)) / torch.prod(torch.tensor(levels)).item()
+    return {"marginal": marginal, "independent": float(torch.tensor(marginal).prod()), "joint": joint,
+            "participation": float(eig.sum() ** 2 / (eig**2).sum()), "d": len(levels)}  # fmt: skip
+
+
 def write_doc(out: Path, doc: Path, commands: list[str], minutes: float | None) -> str:
     import yaml
 
@@ -79,6 +107,13 @@ def write_doc(out: Path, doc: Path, commands: list[str], minutes: float | None) 
             size = describe(quantizer_of(run))[1]
             if size in PROBE_SIZES:
                 curves[f"{label}, val: {source}"], sizes[f"{label}, val: {source}"] = usage_curves(run), size
+    stats_lines = ["| FSQ levels | levels used per channel | their product | joint usage | participation ratio |",
+                   "|---|---|---|---|---|"]  # fmt: skip
+    for r in sorted((r for r in rows if r["kind"] == "FSQ"), key=lambda r: r["codebook_size"]):
+        st = fsq_latent_stats(Path(r["path"]))
+        used = " / ".join(f"{m:.0%}" for m in st["marginal"])
+        stats_lines.append(f"| {r['quantizer']} | {used} | {st['independent']:.1%} | {st['joint']:.1%} | "
+                           f"{st['participation']:.2f} of {st['d']} |")  # fmt: skip
     text = [
         "# Fig. 3 on natural images, CPU scale (FSQ paper §5.1)",
         "",
@@ -98,6 +133,10 @@ def write_doc(out: Path, doc: Path, commands: list[str], minutes: float | None) 
         "## Val usage (and PSNR) against Stage I steps, and against val diversity",
         "",
         curve_table(curves, tokens_per_step, sizes),
+        "",
+        "## What bounds FSQ's usage here: the latent's channels (`fsq_latent_stats`, on the 2 048 val crops)",
+        "",
+        "\n".join(stats_lines),
         "",
         "Commands run:",
         "",
