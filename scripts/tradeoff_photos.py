@@ -159,7 +159,7 @@ def main() -> None:
     start, dry = time.perf_counter(), args.doc_only
     commands = [multirun(args.out / "sweep", overrides, dry)]
     if not args.no_diversity:
-        probe = [f"hydra.sweeper.params.quantizer={args.probe}", "stages=[stage1]", "data.val.source=all"]
+        probe = [f"quantizer={args.probe}", "stages=[stage1]", "data.val.source=all"]  # the CLI wins over the params
         commands.append(multirun(args.out / "diversity", [*probe, *overrides], dry))
     minutes = args.minutes if dry else (time.perf_counter() - start) / 60
     print(write_doc(args.out, args.doc, commands, minutes))

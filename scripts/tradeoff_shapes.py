@@ -85,7 +85,7 @@ def main() -> None:
             import yaml
 
             study = yaml.safe_load(EXPERIMENT.read_text())["hydra"]["sweeper"]["params"]["quantizer"]
-            cmd.append(f"hydra.sweeper.params.quantizer={study},vq_65536")
+            cmd.append(f"quantizer={study},vq_65536")  # a CLI sweep override wins over the params
         subprocess.run(cmd, cwd=ROOT, check=True)
         print(f"trade-off study: {(time.perf_counter() - start) / 60:.1f} min for the multirun", flush=True)
     subprocess.run([sys.executable, "scripts/report.py", str(out), "--out", str(out / "report")], cwd=ROOT, check=True)
