@@ -6,7 +6,7 @@ from omegaconf import DictConfig
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="pretokenize")
 def main(cfg: DictConfig) -> None:
-    from fsq_repro.entry import run_pretokenize
+    from fsq_repro.pipeline.entry import run_pretokenize
 
     run_pretokenize(cfg)
 

@@ -25,15 +25,6 @@ from fsq_repro.nets.tokenizer import Tokenizer
 FORMAT = "fsq_repro.tokenizer/v1"
 
 
-def artifact_path(cfg, key: str, filename: str) -> Path:
-    """A run's file: ``cfg[key]`` if given, else ``<run>/<filename>`` where ``run=`` names a pipeline run dir."""
-    if cfg.get(key):
-        return Path(cfg[key])
-    if cfg.get("run"):
-        return Path(cfg.run) / filename
-    raise ConfigError(f"pass run=<pipeline run dir> or {key}=/path/to/{filename}")
-
-
 def save_payload(path: str | Path, fmt: str, model: torch.nn.Module, extra: dict | None = None, **fields) -> Path:
     """Every exported file's shape: ``{"format", "config", "state_dict" (CPU copies), "code_version", "extra"}`` plus
     the file's own ``fields`` — plain containers and tensors only, so it loads with ``weights_only=True``."""
@@ -153,7 +144,7 @@ def save_uvim_stage1(path: str | Path, model: torch.nn.Module, task_config: dict
 def load_uvim_stage1(path: str | Path, device: str | torch.device = "cpu"):
     """``(GuidingCodeAutoencoder in eval mode, task)`` from ``uvim_stage1.pt`` (``weights_only=True``)."""
     from fsq_repro.nets.uvim_vqvae import GuidingCodeAutoencoder
-    from fsq_repro.tasks import build_task
+    from fsq_repro.tasks.base import build_task
 
     payload = read_payload(path, UVIM_STAGE1_FORMAT, "uvim_stage1", "UViM Stage I file",
                            "train it first: stages=[uvim_stage1]")  # fmt: skip

@@ -29,7 +29,7 @@ from fsq_repro.lit.uvim_module import UViMStage1Module, UViMStage2Module
 from fsq_repro.nets.uvim_lm import UViMLanguageModel
 from fsq_repro.nets.uvim_vqvae import GuidingCodeAutoencoder
 from fsq_repro.quantizers import FSQ
-from fsq_repro.tasks import build_task
+from fsq_repro.tasks.base import build_task
 
 TASKS = {
     "depth": {"name": "depth", "num_bins": 64},

@@ -7,11 +7,11 @@
 - colorization (embedded shapes in grayscale, hue independent of the shape): FSQ vs VQ
   (``experiment=uvim_demo_color``).
 
-Every job also scores two baselines (``lit/uvim.py: evaluate``): the constant prediction and the Stage I decoder
+Every job also scores two baselines (``evaluation/uvim.py: evaluate``): the constant prediction and the Stage I decoder
 with every code dropped (the image context alone); the report says per task whether FSQ ≈ VQ at this scale.
 
 One Hydra multirun per task into ``--out/<task>``, then the Table 2-style report over all of them
-(``fsq_repro/uvim_report.py``) with one grid per task.
+(``fsq_repro/evaluation/uvim_report.py``) with one grid per task.
 
     python scripts/demo_uvim.py [--out outputs/demo/uvim] [--tasks depth panoptic colorization] [Hydra overrides ...]
 """
@@ -61,7 +61,7 @@ def main() -> None:
         walls[task] = time.perf_counter() - t0
     total = time.perf_counter() - start
 
-    from fsq_repro.uvim_report import write_uvim_report
+    from fsq_repro.evaluation.uvim_report import write_uvim_report
 
     written = write_uvim_report([args.out / task for task in args.tasks], args.out)
     report = written["report"]

@@ -11,8 +11,8 @@ import sys
 from pathlib import Path
 
 from fsq_repro.artifacts import export_tokenizer_checkpoint, load_tokenizer
-from fsq_repro.entry import one_line_errors
 from fsq_repro.errors import ConfigError
+from fsq_repro.pipeline.entry import one_line_errors
 
 
 @one_line_errors

@@ -43,7 +43,7 @@ def writers(folder: Path) -> dict[str, tuple[Path, callable]]:
     from fsq_repro.nets.uvim_lm import UViMLanguageModel
     from fsq_repro.nets.uvim_vqvae import GuidingCodeAutoencoder
     from fsq_repro.quantizers import FSQ
-    from fsq_repro.tasks import build_task
+    from fsq_repro.tasks.base import build_task
 
     torch.manual_seed(0)
     state = lambda model: {k: v.clone() for k, v in model.state_dict().items()}  # noqa: E731

@@ -1,4 +1,4 @@
-"""Collect a sweep's runs into the FSQ paper's Table 1 / Fig. 3 / Fig. 4 / Fig. 10 (``fsq_repro/reporting.py``).
+"""Collect a sweep's runs into the FSQ paper's Table 1 / Fig. 3 / Fig. 4 / Fig. 10 (``evaluation/reporting.py``).
 
     python scripts/report.py outputs/multirun/tradeoff_fsq/<time> outputs/multirun/tradeoff_vq/<time>
     python scripts/report.py outputs/multirun/demo/<time> --out report/ --wandb
@@ -14,9 +14,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from fsq_repro.entry import one_line_errors
-from fsq_repro.reporting import COLUMNS, write_report
-from fsq_repro.uvim_report import find_uvim_runs, write_uvim_report
+from fsq_repro.evaluation.reporting import COLUMNS, write_report
+from fsq_repro.evaluation.uvim_report import find_uvim_runs, write_uvim_report
+from fsq_repro.pipeline.entry import one_line_errors
 
 
 def log_to_wandb(written: dict, group: str, online: bool, project: str) -> None:

@@ -8,7 +8,7 @@ what limits codebook usage there, in one command that writes ``docs/tradeoff_pho
    (``data.val.source=all``) instead of the two held-out ones.
 
 The doc gets the Fig. 3 table, the usage-against-steps table of both val sources and one line per Fig. 3 finding
-(``fsq_repro/tradeoff_findings.py``). Finished jobs are skipped on a re-run (each stage skips when its artifact
+(``evaluation/tradeoff_findings.py``). Finished jobs are skipped on a re-run (each stage skips when its artifact
 exists); ``--doc-only`` rewrites the doc from finished jobs.
 
     python scripts/tradeoff_photos.py [--out outputs/tradeoff_photos] [--doc docs/tradeoff_photos_cpu.md]
@@ -42,7 +42,7 @@ def multirun(out: Path, overrides: list[str], dry: bool = False) -> str:
 
 def runs_of(root: Path) -> dict[str, Path]:
     """``{quantizer label: run dir}`` of the finished Stage I runs under ``root``."""
-    from fsq_repro.reporting import describe, quantizer_of
+    from fsq_repro.evaluation.reporting import describe, quantizer_of
 
     found = {}
     for stage1 in sorted(root.glob("*/stage1.json")):
@@ -81,8 +81,8 @@ def fsq_latent_stats(run: Path, num: int = 2048) -> dict:
 def write_doc(out: Path, doc: Path, commands: list[str], minutes: float | None) -> str:
     import yaml
 
-    from fsq_repro.reporting import collect, describe, quantizer_of
-    from fsq_repro.tradeoff_findings import curve_table, findings, uniform_ceiling, usage_curves
+    from fsq_repro.evaluation.reporting import collect, describe, quantizer_of
+    from fsq_repro.evaluation.tradeoff_findings import curve_table, findings, uniform_ceiling, usage_curves
 
     rows = collect([out / "sweep"])
     for row in rows:

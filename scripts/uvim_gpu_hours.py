@@ -25,7 +25,7 @@ from torch.utils.flop_counter import FlopCounterMode
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fsq_repro.tasks import build_task  # noqa: E402
+from fsq_repro.tasks.base import build_task  # noqa: E402
 
 H100_BF16 = 989e12  # dense bf16 FLOP/s (H100 SXM)
 EXPERIMENTS = ("uvim_depth_fsq", "uvim_depth_vq", "uvim_panoptic_fsq", "uvim_panoptic_fsq_noctx",

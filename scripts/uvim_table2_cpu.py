@@ -1,6 +1,6 @@
 """A CPU Table 2 (FSQ paper §4.4): every UViM task on its embedded stand-in, FSQ vs VQ with splitting, plus VQ
 without splitting (depth) and FSQ without context (panoptic), over several seeds, mean ± std; then the table and
-one line per Table 2 finding (``fsq_repro/uvim_report.py: findings``) into ``docs/uvim_table2_cpu.md``.
+one line per Table 2 finding (``fsq_repro/evaluation/uvim_report.py: findings``) into ``docs/uvim_table2_cpu.md``.
 
     python scripts/uvim_table2_cpu.py [--seeds 0 1 2] [--out outputs/uvim_table2_cpu] [--doc docs/uvim_table2_cpu.md]
                                       [--tasks depth panoptic colorization] [--doc-only [--minutes M]]
@@ -45,7 +45,7 @@ def main() -> None:
         dirs.append(args.out / task)
     minutes = args.minutes if args.doc_only else (time.perf_counter() - start) / 60
 
-    from fsq_repro.uvim_report import findings, table2_markdown, write_uvim_report
+    from fsq_repro.evaluation.uvim_report import findings, table2_markdown, write_uvim_report
 
     rows = write_uvim_report(dirs, args.out)["rows"]
     args.doc.parent.mkdir(parents=True, exist_ok=True)

@@ -10,7 +10,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
 
-from fsq_repro.lit.global_batch import resolve_global_batch
+from fsq_repro.pipeline.global_batch import resolve_global_batch
 from fsq_repro.quantizers import FSQ, VectorQuantizer
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"

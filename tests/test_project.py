@@ -1,5 +1,5 @@
 """Project-level guards: layout, pins, no stdlib-shadowing root scripts, no Lightning outside fsq_repro/lit, no
-references a user of the repository cannot follow."""
+references a user of the repository cannot follow (the import layers: tests/test_layers.py)."""
 
 from __future__ import annotations
 
@@ -69,50 +69,6 @@ def test_lightning_is_imported_only_in_lit_and_never_as_pytorch_lightning() -> N
         assert "pytorch_lightning" not in text, path
         if "lit" not in path.relative_to(ROOT / "fsq_repro").parts:
             assert not pattern.search(text), f"Lightning imported outside fsq_repro/lit: {path}"
-
-
-# The import layers of fsq_repro (docs/layout.md): a module may import only from strictly lower layers, so the
-# dependencies point down and there is no cycle. A new top-level module or package must be placed here.
-LAYERS = [
-    {"__init__", "errors", "hardware", "atomic", "viz"},  # leaves: no project imports but these
-    {"quantizers", "data", "generation", "losses"},  # pure torch / numpy building blocks
-    {"nets", "metrics"},
-    {"tasks", "evaluation", "tradeoff_findings"},  # UViM's tasks; the evaluation algorithms
-    {"artifacts", "semantics"},  # the exported files (Stage I -> Stage II handoff)
-    {"reporting", "eval_config"},  # the evaluation runner reads the config
-    {"lit"},  # Lightning modules and the training stages
-    {"uvim_report", "entry"},  # the reports and the CLI
-]
-
-
-def _project_imports(path: Path) -> set[str]:
-    """Top-level units (``fsq_repro.<unit>``) imported anywhere in ``path``, function-local imports included."""
-    import ast
-
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        names = [node.module] if isinstance(node, ast.ImportFrom) and node.module else []
-        names += [a.name for a in node.names] if isinstance(node, ast.Import) else []
-        found |= {n.split(".")[1] for n in names if n.startswith("fsq_repro.")}
-    return found
-
-
-def test_imports_point_down_the_layers() -> None:
-    layer = {unit: i for i, units in enumerate(LAYERS) for unit in units}
-    package = ROOT / "fsq_repro"
-    units = {
-        p.stem if p.suffix else p.name for p in package.iterdir() if p.suffix == ".py" or (p / "__init__.py").is_file()
-    }
-    assert units <= set(layer), f"place these in LAYERS (tests/test_project.py, docs/layout.md): {units - set(layer)}"
-    upward = []
-    for path in package.rglob("*.py"):
-        parts = path.relative_to(package).parts
-        unit = parts[0].removesuffix(".py") if len(parts) > 1 or parts[0] != "__init__.py" else "__init__"
-        for target in _project_imports(path) - {unit}:
-            if layer[target] >= layer[unit]:
-                upward.append(f"{path.relative_to(ROOT)} ({unit}, layer {layer[unit]}) imports {target} "
-                              f"(layer {layer[target]})")  # fmt: skip
-    assert upward == [], "\n".join(upward)
 
 
 def test_modules_stay_short() -> None:

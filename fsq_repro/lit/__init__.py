@@ -1,14 +1,12 @@
-"""Lightning modules, data modules, callbacks and the training stages — the only place that imports Lightning.
+"""Lightning modules, data modules, callbacks and the Trainer's plumbing — the only package that imports Lightning.
+Everything here receives objects (models, datasets, options), never the config (``pipeline/`` reads it).
 
-- ``stages.py``: what every training stage shares (run dir, Trainer, loggers, callbacks, resume, atomic JSON).
-- ``stage1.py``: the ``stage1`` stage, training the tokenizer and exporting ``tokenizer.pt``.
-- ``stage2.py``: the ``tokenize`` and ``stage2`` stages (MaskGIT on frozen Stage I tokens).
-- ``uvim.py``: UViM's stages, ``uvim_stage1`` → ``uvim_tokenize`` → ``uvim_stage2`` → ``uvim_eval``.
 - ``tokenizer_module.py``: the Stage I Lightning module (VQGAN with FSQ or VQ, GAN, EMA).
 - ``maskgit_module.py``: the Stage II Lightning module (MaskGIT over cached tokens).
 - ``uvim_module.py``: the Lightning modules of UViM's two stages.
+- ``nonfinite.py``: the non-finite-loss guard all three share.
 - ``datamodules.py``: the image and token-cache data modules.
-- ``global_batch.py``: the global batch of a stage and the gradient accumulation derived from it.
+- ``trainer.py``: what every stage's Trainer carries (callbacks, atomic checkpoints, resume check, fit + validate).
 - ``schedules.py``: learning-rate multipliers (warm-up, cosine).
-- ``callbacks.py``: image grids, per-step re-seeding for exact resume, preemption handling.
+- ``callbacks.py``: image grids, per-step re-seeding for exact resume, preemption handling, peak GPU memory.
 """

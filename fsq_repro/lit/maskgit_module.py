@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from fsq_repro.generation.masking import random_token_mask
 from fsq_repro.generation.sampler import sample_with_model
+from fsq_repro.lit.nonfinite import NonFiniteGuard
 from fsq_repro.lit.schedules import LR_SCHEDULES, lr_multiplier
 from fsq_repro.nets.transformer import MaskGITTransformer
 
@@ -61,8 +62,7 @@ class MaskGITModule(pl.LightningModule):
         max_nonfinite_skips: int = 0,
     ) -> None:
         super().__init__()
-        self.max_nonfinite_skips = int(max_nonfinite_skips)
-        self.register_buffer("nonfinite_skips", torch.zeros((), dtype=torch.long))  # checkpointed
+        self.guard = NonFiniteGuard(self, max_nonfinite_skips)
         self.model = model
         self.lr, self.betas, self.weight_decay = lr, tuple(betas), weight_decay
         self.warmup_steps, self.total_steps = int(warmup_steps), int(total_steps)
@@ -109,14 +109,7 @@ class MaskGITModule(pl.LightningModule):
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor | None:
         loss, accuracy, ratio = self._masked_step(batch)
         b = batch["tokens"].shape[0]
-        if not torch.isfinite(loss):
-            # returning None skips the optimiser step (weights stay finite); stop once the budget is spent
-            self.nonfinite_skips += 1
-            if int(self.nonfinite_skips) > self.max_nonfinite_skips:
-                raise FloatingPointError(
-                    f"non-finite masked-token loss ({loss.item()}) at step {self.global_step} "
-                    f"({int(self.nonfinite_skips)} non-finite steps, max_nonfinite_skips={self.max_nonfinite_skips})"
-                )
+        if self.guard.bad(self, loss, "masked-token loss"):  # returning None skips the optimizer step
             self.log("train/nonfinite_skips", self.nonfinite_skips.float(), batch_size=b)
             return None
         self.log("train/loss", loss.detach(), prog_bar=True, batch_size=b)
@@ -142,3 +135,11 @@ class MaskGITModule(pl.LightningModule):
         tokens = sample_with_model(self.model, labels, generator=generator, **{**self.sampler, **sampler_overrides})
         h, w = self.tokenizer.token_grid
         return self.tokenizer.decode(tokens.view(-1, h, w)).clamp(-1, 1).float().cpu()
+
+
+class TokenizerToDevice(pl.Callback):
+    """Keep the attached (non-module) tokenizer on the module's device for sample grids."""
+
+    def on_validation_start(self, trainer: pl.Trainer, pl_module: MaskGITModule) -> None:
+        if pl_module.tokenizer is not None:
+            pl_module.tokenizer.to(pl_module.device)

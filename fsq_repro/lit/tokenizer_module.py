@@ -35,6 +35,7 @@ import copy
 import lightning.pytorch as pl
 import torch
 
+from fsq_repro.lit.nonfinite import NonFiniteGuard
 from fsq_repro.lit.schedules import lr_multiplier
 from fsq_repro.losses.stage1 import Stage1Loss
 from fsq_repro.metrics.psnr import psnr
@@ -69,8 +70,7 @@ class TokenizerModule(pl.LightningModule):
         self.accumulate_grad_batches = int(accumulate_grad_batches)
         self.micro_batch = 0  # position in the accumulation window; not checkpointed (windows restart on resume)
         self._window_logs: dict[str, torch.Tensor] = {}
-        self.max_nonfinite_skips = int(max_nonfinite_skips)
-        self.register_buffer("nonfinite_skips", torch.zeros((), dtype=torch.long))  # checkpointed
+        self.guard = NonFiniteGuard(self, max_nonfinite_skips)
         self.val_usage = CodebookUsage(tokenizer.codebook_size, validate_indices=False)
         self.last_val_grid: torch.Tensor | None = None
         self.data_fingerprint = data_fingerprint
@@ -134,13 +134,8 @@ class TokenizerModule(pl.LightningModule):
         """A NaN/Inf ``what`` (docs/fault-tolerance.md, item 4): skip this optimizer step (weights untouched) while
         fewer than ``max_nonfinite_skips`` steps were skipped, else stop naming the step and the terms. The
         checkpoint written on the way out (``interrupted.ckpt``) holds the last good weights."""
-        self.nonfinite_skips += 1
         detail = ", ".join(f"{k}={v.item():.4g}" for k, v in terms.items())
-        if int(self.nonfinite_skips) > self.max_nonfinite_skips:
-            raise FloatingPointError(
-                f"non-finite {what} at step {self.global_step} (batch {int(self.batches_seen)}): {detail} "
-                f"({int(self.nonfinite_skips)} non-finite batches, max_nonfinite_skips={self.max_nonfinite_skips})"
-            )
+        self.guard.skip(self, what, f" (batch {int(self.batches_seen)}): {detail}")
         self.print(f"warning: non-finite {what} at step {self.global_step}, batch skipped: {detail}")
 
     @torch.no_grad()

@@ -23,9 +23,10 @@ from __future__ import annotations
 import lightning.pytorch as pl
 import torch
 
+from fsq_repro.lit.nonfinite import NonFiniteGuard
 from fsq_repro.lit.schedules import warmup_cosine
 from fsq_repro.metrics.usage import CodebookUsage
-from fsq_repro.tasks import task_grid
+from fsq_repro.tasks.base import task_grid
 
 
 def adamw_with_schedule(module: pl.LightningModule, groups: list[dict], warmup_steps: int, total_steps: int,
@@ -44,23 +45,6 @@ def decay_groups(named_params, lr: float, weight_decay: float) -> list[dict]:
         is_kernel = p.ndim >= 2 and "pos" not in name and "table" not in name and "embed.weight" not in name
         (decay if is_kernel else rest).append(p)
     return [{"params": decay, "lr": lr, "weight_decay": weight_decay}, {"params": rest, "lr": lr, "weight_decay": 0.0}]
-
-
-class NonFiniteGuard:
-    """Skip up to ``max_skips`` non-finite losses (returning None skips the optimizer step), then stop naming it."""
-
-    def __init__(self, module: pl.LightningModule, max_skips: int) -> None:
-        self.max_skips = int(max_skips)
-        module.register_buffer("nonfinite_skips", torch.zeros((), dtype=torch.long))
-
-    def bad(self, module: pl.LightningModule, loss: torch.Tensor, what: str) -> bool:
-        if torch.isfinite(loss):
-            return False
-        module.nonfinite_skips += 1
-        if int(module.nonfinite_skips) > self.max_skips:
-            raise FloatingPointError(f"non-finite {what} ({loss.item()}) at step {module.global_step} "
-                                     f"(max_nonfinite_skips={self.max_skips})")  # fmt: skip
-        return True
 
 
 class UViMStage1Module(pl.LightningModule):

@@ -68,7 +68,7 @@ def test_sample_cli_refuses_a_non_positive_count_in_one_line(capsys) -> None:
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    from fsq_repro.entry import run_sample
+    from fsq_repro.pipeline.entry import run_sample
 
     configs = Path(__file__).resolve().parents[2] / "configs"
     for override, line in [("num_per_class=0", "error: num_per_class=0 must be a positive integer"),

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from fsq_repro.lit.stages import AtomicCheckpointIO
+from fsq_repro.lit.trainer import AtomicCheckpointIO
 from tests.conftest import ROOT, assert_ok, run_cli
 
 ARGS = ["experiment=tokenizer_shapes", "data.train.size=512", "data.val.size=32", "data.batch_size=8",

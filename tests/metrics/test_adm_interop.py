@@ -81,7 +81,7 @@ def test_is_modes_match_the_adm_port_and_equal_splits() -> None:
 
 
 def test_class_accuracy_by_hand() -> None:
-    from fsq_repro.evaluation import class_accuracy
+    from fsq_repro.evaluation.maskgit import class_accuracy
 
     logits = np.array([[0.1, 2.0, 0.0], [3.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, 5.0, 0.0]])
     assert class_accuracy(logits, [*labels_for(3, 1).numpy().tolist(), 2]) == 0.25  # asked 0, 1, 2, 2

@@ -14,11 +14,11 @@ import math
 
 import torch
 
-from fsq_repro.data.depth_scenes import DepthScenesDataset
 from fsq_repro.lit.schedules import warmup_cosine
 from fsq_repro.nets.uvim_vqvae import GuidingCodeAutoencoder
 from fsq_repro.quantizers import FSQ
-from fsq_repro.tasks.depth import DepthTask
+from fsq_repro.tasks.depth.scenes import DepthScenesDataset
+from fsq_repro.tasks.depth.task import DepthTask
 
 STEPS, BATCH, LR = 500, 32, 3e-3  # 16 px: 3e-3 learns faster than the official 1e-3 (32 px: 1e-3 is better)
 
