@@ -8,7 +8,6 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from fsq_repro.artifacts import save_tokenizer
-from fsq_repro.atomic import atomic_write_json
 from fsq_repro.data.fingerprint import data_fingerprint
 from fsq_repro.lit.callbacks import ImageGridLogger
 from fsq_repro.lit.tokenizer_module import TokenizerModule
@@ -17,21 +16,19 @@ from fsq_repro.pipeline.global_batch import configure_global_batch
 from fsq_repro.pipeline.stages import (
     build_trainer,
     count_parameters,
+    export,
     fit_and_validate,
     plain,
     run_dir,
+    skip_if_done,
 )
 
 
 def stage_stage1(cfg: DictConfig) -> dict:
     """Train the tokenizer (FSQ paper §4.1/§4.3 Stage I) and export ``<run>/tokenizer.pt`` from the EMA weights."""
     out = run_dir(cfg) / "tokenizer.pt"
-    if cfg.get("tokenizer"):
-        print(f"  skipped: tokenizer={cfg.tokenizer} given")
-        return {"tokenizer": str(cfg.tokenizer)}
-    if out.is_file():
-        print(f"  skipped: {out} exists")
-        return {"tokenizer": str(out)}
+    if done := skip_if_done(out, "tokenizer", cfg.get("tokenizer")):
+        return done
     seed_everything(int(cfg.seed))
     stage_cfg = cfg.model.stage1
     fingerprint = data_fingerprint(plain(cfg.data))
@@ -64,9 +61,5 @@ def stage_stage1(cfg: DictConfig) -> dict:
         "data_fingerprint": fingerprint,
         "global_batch": asdict(batch),
     })  # fmt: skip
-    if trainer.is_global_zero:
-        save_tokenizer(out, module.ema, fingerprint, extra={"experiment": cfg.experiment_name, "val": val})
-        atomic_write_json(run_dir(cfg) / "stage1.json", summary)
-        print(f"  wrote {out}; val: " + ", ".join(f"{k}={v:.4g}" for k, v in val.items()))
-    trainer.strategy.barrier("tokenizer export")  # DDP: the other ranks go on to `tokenize` only once it exists
-    return summary
+    extra = {"experiment": cfg.experiment_name, "val": val}
+    return export(cfg, "stage1", trainer, summary, out, lambda: save_tokenizer(out, module.ema, fingerprint, extra))

@@ -19,7 +19,6 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from fsq_repro.artifacts import load_tokenizer, save_maskgit
-from fsq_repro.atomic import atomic_write_json
 from fsq_repro.data.fingerprint import data_fingerprint
 from fsq_repro.data.token_cache import build_token_cache, file_hash, reuse_or_wait
 from fsq_repro.errors import ConfigError
@@ -33,9 +32,11 @@ from fsq_repro.pipeline.global_batch import configure_global_batch
 from fsq_repro.pipeline.stages import (
     build_trainer,
     count_parameters,
+    export,
     fit_and_validate,
     plain,
     run_dir,
+    skip_if_done,
     stage_input,
     token_cache_dir,
 )
@@ -109,9 +110,8 @@ def stage_tokenize(cfg: DictConfig) -> dict:
 def stage_stage2(cfg: DictConfig) -> dict:
     """Train MaskGIT on the token cache; write ``<run>/maskgit.pt`` and ``<run>/stage2/samples.png``."""
     out = run_dir(cfg) / "maskgit.pt"
-    if out.is_file():
-        print(f"  skipped: {out} exists")
-        return {"maskgit": str(out)}
+    if done := skip_if_done(out, "maskgit"):
+        return done
     tok_path = tokenizer_path(cfg)
     tok_hash = file_hash(tok_path)
     seed_everything(int(cfg.seed))
@@ -151,7 +151,6 @@ def stage_stage2(cfg: DictConfig) -> dict:
     params = count_parameters(model)
     print(f"  transformer: {params / 1e6:.2f} M parameters, {num_tokens} tokens, vocabulary {model.vocab_size}")
     summary = fit_and_validate(cfg, "stage2", trainer, module, dm)
-    val = summary["val"]
     summary.update({
         "parameters": params,
         "num_tokens": num_tokens,
@@ -159,9 +158,5 @@ def stage_stage2(cfg: DictConfig) -> dict:
         "tokenizer_hash": tok_hash,
         "global_batch": asdict(batch),
     })  # fmt: skip
-    if trainer.is_global_zero:
-        save_maskgit(out, model, tok_hash, extra={"experiment": cfg.experiment_name, "sampler": plain(cfg.sampler)})
-        atomic_write_json(run_dir(cfg) / "stage2.json", summary)
-        print(f"  wrote {out}; val: " + ", ".join(f"{k}={v:.4g}" for k, v in val.items()))
-    trainer.strategy.barrier("maskgit export")  # DDP: the other ranks go on to `eval` only once it exists
-    return summary
+    extra = {"experiment": cfg.experiment_name, "sampler": plain(cfg.sampler)}
+    return export(cfg, "stage2", trainer, summary, out, lambda: save_maskgit(out, model, tok_hash, extra=extra))

@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from fsq_repro.atomic import atomic_write_json
 from fsq_repro.errors import ConfigError
 from fsq_repro.hardware import default_device, resolve_precision
 from fsq_repro.lit.trainer import AtomicCheckpointIO, fit_then_validate, quiet_lightning_logging, stage_callbacks
@@ -38,6 +40,29 @@ def artifact_path(cfg: DictConfig, key: str, filename: str) -> Path:
     if cfg.get("run"):
         return Path(cfg.run) / filename
     raise ConfigError(f"pass run=<pipeline run dir> or {key}=/path/to/{filename}")
+
+
+def skip_if_done(out: Path, key: str, given: str | None = None) -> dict | None:
+    """The stage template's first step: ``{key: path}`` when the stage's artifact is given (``given``, e.g.
+    ``tokenizer=...``) or already in the run dir (a re-run continues where it stopped), else ``None`` (train)."""
+    if given:
+        print(f"  skipped: {key}={given} given")
+        return {key: str(given)}
+    if out.is_file():
+        print(f"  skipped: {out} exists")
+        return {key: str(out)}
+    return None
+
+
+def export(cfg: DictConfig, stage: str, trainer, summary: dict, out: Path, save: Callable[[], object]) -> dict:
+    """The stage template's last step: rank 0 writes the artifact (``save()`` → ``out``) and ``<run>/<stage>.json``;
+    every rank waits for it (under DDP the next stage reads the file)."""
+    if trainer.is_global_zero:
+        save()
+        atomic_write_json(run_dir(cfg) / f"{stage}.json", summary)
+        print(f"  wrote {out}; val: " + ", ".join(f"{k}={v:.4g}" for k, v in summary["val"].items()))
+    trainer.strategy.barrier(f"{stage} export")
+    return summary
 
 
 def stage_input(cfg: DictConfig, key: str, default_name: str, what: str, how: str) -> Path:

@@ -45,9 +45,11 @@ from fsq_repro.pipeline.global_batch import configure_global_batch
 from fsq_repro.pipeline.stages import (
     build_trainer,
     count_parameters,
+    export,
     fit_and_validate,
     plain,
     run_dir,
+    skip_if_done,
     stage_input,
     token_cache_dir,
 )
@@ -81,9 +83,8 @@ def eval_datasets(cfg: DictConfig) -> tuple[torch.utils.data.Dataset, torch.util
 
 def stage_uvim_stage1(cfg: DictConfig) -> dict:
     out = run_dir(cfg) / "uvim_stage1.pt"
-    if cfg.get("uvim_stage1") or out.is_file():
-        print(f"  skipped: {cfg.get('uvim_stage1') or out} exists")
-        return {"uvim_stage1": str(cfg.get("uvim_stage1") or out)}
+    if done := skip_if_done(out, "uvim_stage1", cfg.get("uvim_stage1")):
+        return done
     seed_everything(int(cfg.seed))
     stage_cfg, task = cfg.model.stage1, task_from_data(cfg)
     fingerprint = data_fingerprint(plain(cfg.data))
@@ -107,12 +108,9 @@ def stage_uvim_stage1(cfg: DictConfig) -> dict:
     summary = fit_and_validate(cfg, "uvim_stage1", trainer, module, dm)
     summary.update(parameters=params, codebook_size=model.codebook_size, quantizer=model.quantizer.config(),
                    task=task.config(), data=cfg.data.get("name"), global_batch=asdict(batch))  # fmt: skip
-    if trainer.is_global_zero:
-        save_uvim_stage1(out, model, task.config(), fingerprint, extra={"experiment": cfg.experiment_name})
-        atomic_write_json(run_dir(cfg) / "uvim_stage1.json", summary)
-        print(f"  wrote {out}; val: " + ", ".join(f"{k}={v:.4g}" for k, v in summary["val"].items()))
-    trainer.strategy.barrier("uvim stage1 export")
-    return summary
+    extra = {"experiment": cfg.experiment_name}
+    return export(cfg, "uvim_stage1", trainer, summary, out,
+                  lambda: save_uvim_stage1(out, model, task.config(), fingerprint, extra=extra))  # fmt: skip
 
 
 def _max_steps(cfg: DictConfig, stage_cfg: DictConfig) -> int:
@@ -151,9 +149,8 @@ def stage_uvim_tokenize(cfg: DictConfig) -> dict:
 
 def stage_uvim_stage2(cfg: DictConfig) -> dict:
     out = run_dir(cfg) / "uvim_lm.pt"
-    if out.is_file():
-        print(f"  skipped: {out} exists")
-        return {"uvim_lm": str(out)}
+    if done := skip_if_done(out, "uvim_lm"):
+        return done
     path = stage1_path(cfg)
     stage1_hash = file_hash(path)
     check_cache(cache_path(cfg), stage1_hash, data_fingerprint(plain(cfg.data)))
@@ -185,12 +182,8 @@ def stage_uvim_stage2(cfg: DictConfig) -> dict:
     print(f"  language model: {params / 1e6:.2f} M parameters, {stage1.code_len} tokens, vocabulary {model.vocab_size}")
     summary = fit_and_validate(cfg, "uvim_stage2", trainer, module, dm)
     summary.update(parameters=params, stage1_hash=stage1_hash, global_batch=asdict(batch))
-    if trainer.is_global_zero:
-        save_uvim_lm(out, model, stage1_hash, extra={"experiment": cfg.experiment_name})
-        atomic_write_json(run_dir(cfg) / "uvim_stage2.json", summary)
-        print(f"  wrote {out}; val: " + ", ".join(f"{k}={v:.4g}" for k, v in summary["val"].items()))
-    trainer.strategy.barrier("uvim stage2 export")
-    return summary
+    extra = {"experiment": cfg.experiment_name}
+    return export(cfg, "uvim_stage2", trainer, summary, out, lambda: save_uvim_lm(out, model, stage1_hash, extra=extra))
 
 
 def _rank() -> int:
