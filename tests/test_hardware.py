@@ -20,7 +20,7 @@ def test_precision_falls_back_to_float32_on_a_cpu_without_fast_bf16(monkeypatch)
 
 
 def test_the_shapes_classifier_recipe_names_its_precision(monkeypatch) -> None:
-    from fsq_repro.metrics import features
+    from fsq_repro.extractors import shapes as features
 
     monkeypatch.setattr(hardware, "cpu_has_fast_bf16", lambda: False)
     assert features.shapes_recipe()["autocast"] == "none"

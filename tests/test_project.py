@@ -182,3 +182,20 @@ def test_the_ratio_benchmarks_run_and_end_with_their_ratio_line() -> None:
                               timeout=300)  # fmt: skip
         assert proc.returncode == 0, proc.stderr[-3000:]
         assert re.fullmatch(r"ratio: \d+\.\d\d", proc.stdout.strip().splitlines()[-1]), proc.stdout
+
+
+def test_every_cited_test_exists() -> None:
+    """A ``tests/….py::test_name`` cited in docs, README, code or configs names a file and a function that exist (a
+    moved or renamed test must not leave its citations dangling)."""
+    cited = re.compile(r"tests/[\w/]+\.py(?:::\w+)?")
+    paths = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    for folder in ["fsq_repro", "configs", "scripts", "tests"]:
+        paths += sorted(p for p in (ROOT / folder).rglob("*") if p.suffix in {".py", ".yaml", ".md"})
+    dangling = []
+    for path in paths:
+        for ref in sorted(set(cited.findall(path.read_text(encoding="utf-8")))):
+            file, _, name = ref.partition("::")
+            target = ROOT / file
+            if not target.is_file() or (name and f"def {name}(" not in target.read_text(encoding="utf-8")):
+                dangling.append(f"{path.relative_to(ROOT)}: {ref}")
+    assert dangling == [], "citations of tests that do not exist:\n" + "\n".join(dangling)

@@ -13,9 +13,9 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from fsq_repro import hardware
 from fsq_repro.atomic import atomic_torch_save
 from fsq_repro.data.embedded import ShapesDataset, to_model_range
-from fsq_repro.hardware import cpu_has_fast_bf16
 
 
 class ShapesNet(nn.Module):
@@ -53,7 +53,7 @@ SHAPES_RECIPE = {
 def shapes_recipe() -> dict:
     """``SHAPES_RECIPE`` for this machine: bf16 autocast only where the CPU has fast bf16 (``hardware.py``), else
     float32. The recipe keys the cached classifier, so the two train (and name) different classifiers."""
-    return SHAPES_RECIPE if cpu_has_fast_bf16() else {**SHAPES_RECIPE, "autocast": "none"}
+    return SHAPES_RECIPE if hardware.cpu_has_fast_bf16() else {**SHAPES_RECIPE, "autocast": "none"}
 
 
 def train_shapes_classifier(

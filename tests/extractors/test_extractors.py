@@ -143,4 +143,8 @@ def test_sfid_features_are_mixed_6d_1x1_first_7_channels_in_nhwc_order(
              sigma_s=ref.stats["sigma_s"])  # fmt: skip
     adm_ref = load_reference(adm, net, options)
     assert adm_ref.stats["features"].shape == (3, 2048)
-    assert image_metrics(net, feats, adm_ref, options, prefix="r")["rsfd"] == pytest.approx(result["rsfd"])
+    assert np.allclose(adm_ref.stats["features"], net(_images(4, n=3))["features"].numpy(), atol=1e-5)  # from arr_0
+    # the precomputed statistics are taken as given, so image_metrics on them is the rsfd above (one sqrtm of a
+    # 2023² matrix costs ~30 s on CI's CPU: compare the statistics instead of recomputing the distances)
+    for key in ("mu", "sigma", "mu_s", "sigma_s"):
+        assert np.array_equal(adm_ref.stats[key], ref.stats[key]), key

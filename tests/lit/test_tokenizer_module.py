@@ -69,7 +69,7 @@ def _mean_predictor_mse(dm: ImageDataModule) -> float:
 
 @pytest.mark.slow
 def test_fsq_tokenizer_learns_to_reconstruct_shapes(tmp_path: Path) -> None:
-    module, dm, first, last = _fit(FSQ([5, 5, 5]), 300, tmp_path)
+    module, dm, first, last = _fit(FSQ([5, 5, 5]), 200, tmp_path)
     assert last["val/mse"] < 0.5 * first["val/mse"]
     assert last["val/mse"] < _mean_predictor_mse(dm)
     assert last["val/usage"] > 0.9

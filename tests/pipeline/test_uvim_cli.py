@@ -125,11 +125,11 @@ def _check_panoptic_stage1(run: Path, experiment: str) -> None:
 @pytest.mark.slow
 def test_fast_dev_run_of_the_coco_panoptic_experiments(tmp_path: Path) -> None:
     """The panoptic paper experiments, one batch per stage, on a generated COCO-format folder (JSON + RGB-id PNGs,
-    crowd, VOID; tests/data/test_coco_panoptic.py) at 64 px (Stage I patches of 8 px to keep the 234-class heads
+    crowd, VOID; tests/tasks/panoptic/test_coco.py) at 64 px (Stage I patches of 8 px to keep the 234-class heads
     small in CI, 16 codes; the paper-size Stage I is covered by the NYU test above), Stage I 1 + 1 blocks, Stage II
     1 layer. uvim_panoptic_fsq runs every stage down to PQ on the val images; the other three (one multirun) Stage I
     only — what differs between them is the Stage I model."""
-    from tests.data.test_coco_panoptic import make_coco
+    from tests.tasks.panoptic.test_coco import make_coco
 
     root = make_coco(tmp_path / "coco", n_train=3, n_val=2, corrupt=False)
     run = tmp_path / "fsq"
