@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 # The suite runs on TEST_WORKERS pytest-xdist workers (one torch thread each; tests/conftest.py); 0 = in-process.
 TEST_WORKERS ?= 2
 
-.PHONY: install test demo demo-uvim lint format bench gpu-check clean
+.PHONY: install test demo demo-uvim lint format bench gpu-check soak clean
 
 install: $(PKG_STAMP)
 
@@ -57,6 +57,11 @@ bench: install
 # On a GPU machine: the checks only a GPU can answer (scripts/gpu_check.py); exits 2 in one line without CUDA.
 gpu-check: install
 	$(PY) scripts/gpu_check.py
+
+# Kill a shrunk MaskGIT and UViM pipeline at random times and compare every artifact with an uninterrupted run
+# (scripts/soak.py; docs/fault-tolerance.md). KILLS=20 per pipeline by default.
+soak: install
+	$(PY) scripts/soak.py --kills $(or $(KILLS),20)
 
 clean:
 	rm -rf .pytest_cache .ruff_cache build *.egg-info

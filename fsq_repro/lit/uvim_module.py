@@ -1,7 +1,7 @@
 """Lightning modules for UViM's two stages (FSQ paper §4.4; big_vision ``trainers/proj/uvim/{vqvae,train}.py``).
 
 ``UViMStage1Module`` trains the guiding-code autoencoder (``nets/uvim_vqvae.py``) on the task's labels with the
-image as context: loss = the task loss (``tasks/__init__.py``) + the quantizer's auxiliary loss (zero for FSQ;
+image as context: loss = the task loss (``tasks/base.py``) + the quantizer's auxiliary loss (zero for FSQ;
 UViM's VQ has commitment weight 0 and learns its dictionary by EMA, so zero there too). Validation logs the loss,
 codebook usage of the guiding codes (``CodebookUsage``) and the *oracle* task metrics: the Stage I decoder's
 reconstruction from the true codes, measured like the final predictions (``task.metric``; panoptic PQ is computed on
