@@ -7,7 +7,9 @@ random times and restarting the same command after each kill, and compare every 
 A pipeline is a list of commands: ``train.py`` (stage1 → tokenize → stage2 → eval, or UViM's four stages), then for
 MaskGIT ``sample.py`` and ``scripts/report.py``. Each of the ``--kills`` kills goes to a command drawn in proportion
 to its uninterrupted wall time, at a delay drawn uniformly over that time; a command that finishes before its kill
-time is not killed (the kill is counted as not delivered). After the last kill every command is run to the end.
+time is not killed (the kill is counted as not delivered). Each restart draws its delay over the estimated
+remaining time of the command, so that kills spread over its stages. After the last kill every command is run to
+the end.
 
 Compared with the uninterrupted run, bit for bit: every ``.pt`` (state dicts, configs, the numbers they carry),
 ``.json``, ``.npz`` and ``.npy`` under the run dir (the token cache included) and the report's ``report.json``,
@@ -36,6 +38,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 SKIP_DIRS = {"checkpoints", "csv", "tensorboard", "wandb", ".hydra", "stage1", "stage2", "uvim_stage1", "uvim_stage2"}
 VOLATILE = re.compile(r"seconds|time|wall|duration", re.IGNORECASE)
+STARTUP_S = 10.0  # a command's start (imports, config) before it does any work, on 2 CPU cores
 
 # Demo-sized pipelines, shrunk so that one uninterrupted run takes about a minute on 2 cores; checkpoints every
 # 10 steps, so that a kill loses at most 10 steps of work.
@@ -94,7 +97,7 @@ def normalise(value, run: Path):
     if isinstance(value, (list, tuple)):
         return [normalise(v, run) for v in value]
     if isinstance(value, str):
-        return value.replace(str(run), "<run>")
+        return "<run>" if value == run.name else value.replace(str(run), "<run>")
     return value
 
 
@@ -153,10 +156,13 @@ def soak(pipeline: str, out: Path, kills: int, seed: int, sig: int, extra: list[
     plan = rng.choices(list(durations), weights=list(durations.values()), k=kills)
     delivered, hits, exits, start = 0, [], [], time.perf_counter()
     for name, argv, done in commands(pipeline, soaked, extra):
+        progress = 0.0  # seconds of the uninterrupted command already done (roughly: a restart re-does some)
         for _ in range(plan.count(name)):
             if done.is_file():
                 break
-            code, _ = run_once(argv, soaked / "soak.log", rng.uniform(0.5, durations[name]), sig)
+            remaining = max(STARTUP_S + 1.0, durations[name] - progress)
+            code, seconds = run_once(argv, soaked / "soak.log", rng.uniform(0.5, remaining), sig)
+            progress += max(0.0, seconds - STARTUP_S)
             if code is None:
                 delivered += 1
                 hits.append(stage_of(soaked / "soak.log", name))

@@ -60,3 +60,11 @@ def test_kill_stage_is_the_last_header_printed(tmp_path: Path) -> None:
     log.write_text("$ train.py\n[stage1]\n  wrote tokenizer.pt\n[tokenize]\n  token cache ...\n")
     assert soak.stage_of(log, "train") == "tokenize"
     assert soak.stage_of(log, "sample") == "sample"
+
+
+def test_the_run_dirs_name_is_not_a_difference(tmp_path: Path) -> None:
+    """A report names its runs by their directory (``"run": "<name>"``): the two runs' names differ by design."""
+    ref, soaked = _run(tmp_path / "reference"), _run(tmp_path / "soaked")
+    for run in (ref, soaked):
+        (run / "report.json").write_text(json.dumps([{"run": run.name, "path": str(run), "fd": 1.5}]))
+    assert soak.differences(ref, soaked) == []

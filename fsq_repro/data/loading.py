@@ -10,7 +10,9 @@
 - ``train_loader`` is the training loader of both stages: a torchdata ``StatefulDataLoader`` (Lightning saves its
   position in every checkpoint and restores it, so a run resumed mid-epoch neither replays nor skips a batch)
   over ``EpochShuffleSampler``, whose order is a pure function of ``(seed, epoch)`` (docs/fault-tolerance.md,
-  item 1); under DDP each rank draws its own share of that permutation.
+  item 1); under DDP each rank draws its own share of that permutation. Each item is loaded under its own seed, a
+  pure function of ``(seed, epoch, index)`` (``SeededItems``), so random crops and flips are the same after a
+  resume too.
 """
 
 from __future__ import annotations
@@ -79,6 +81,37 @@ class EpochShuffleSampler(DistributedSampler):
         return perm[: self.num_samples * self.num_replicas][self.rank :: self.num_replicas].tolist()
 
 
+def item_seed(seed: int, epoch: int, index: int) -> int:
+    """The seed of item ``index``'s load-time randomness (random crops, flips) in ``epoch``: a pure function, so a run
+    resumed mid-epoch draws the same augmentations as an uninterrupted one (tuples of ints hash the same in every
+    process)."""
+    return hash((int(seed), int(epoch), int(index))) & 0x7FFF_FFFF_FFFF_FFFF
+
+
+class SeededItems(Dataset):
+    """``dataset[index]`` loaded under the global torch RNG seeded with the sampler's ``item_seed`` (and the global
+    state restored afterwards): the load-time draws of an item depend on (seed, epoch, index) only — not on which
+    batch the loader fetched before it, nor on the training step's draws, nor on a resume. Keys are the
+    ``(index, seed)`` pairs ``EpochShuffleSampler`` yields; attributes are the wrapped dataset's."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: tuple[int, int]):
+        index, seed = key
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return self.dataset[index]
+
+    def __getattr__(self, name: str):
+        if name == "dataset":  # not set yet (unpickling in a worker)
+            raise AttributeError(name)
+        return getattr(self.dataset, name)
+
+
 class _EpochPermutation:
     def __init__(self, sampler: EpochShuffleSampler, epoch: int, yielded: int = 0) -> None:
         self.sampler, self.epoch, self.yielded = sampler, epoch, yielded
@@ -87,11 +120,12 @@ class _EpochPermutation:
     def __iter__(self) -> _EpochPermutation:
         return self
 
-    def __next__(self) -> int:
+    def __next__(self) -> tuple[int, int]:
         if self.yielded >= len(self.indices):
             raise StopIteration
         self.yielded += 1
-        return self.indices[self.yielded - 1]
+        index = self.indices[self.yielded - 1]
+        return index, item_seed(self.sampler.seed, self.epoch, index)
 
     def state_dict(self) -> dict:
         return {"epoch": self.epoch, "yielded": self.yielded}
@@ -117,6 +151,7 @@ def train_loader(
         distributed = dist.is_available() and dist.is_initialized()
         world, rank = (dist.get_world_size(), dist.get_rank()) if distributed else (1, 0)
         sampler = EpochShuffleSampler(len(dataset), seed, num_replicas=world, rank=rank)
+        dataset = SeededItems(dataset)
     return StatefulDataLoader(
         dataset,
         batch_size=batch_size,

@@ -40,3 +40,39 @@ def test_resume_mid_epoch_continues_the_same_epoch_then_the_next(workers: int) -
     rest = [b[0].flatten().tolist() for b in resumed]
     assert seen + rest == epoch1
     assert batches(resumed, 2) == batches(full, 2)
+
+
+class _Augmented(torch.utils.data.Dataset):
+    """Each item draws from the global torch RNG at load time, as random crops and flips do."""
+
+    def __len__(self) -> int:
+        return 24
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return torch.tensor([float(index), torch.rand(()).item()])
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_load_time_draws_are_the_same_after_a_resume(workers: int) -> None:
+    """A resumed run fetches its first batches under another global RNG state than the uninterrupted run did (the
+    loader prefetches before the step re-seeds); each item's draws must still be the same."""
+    torch.manual_seed(0)
+    full = train_loader(_Augmented(), batch_size=4, seed=3, num_workers=workers)
+    full.sampler.set_epoch(1)
+    uninterrupted = [b.tolist() for b in full]
+
+    cut = train_loader(_Augmented(), batch_size=4, seed=3, num_workers=workers)
+    cut.sampler.set_epoch(1)
+    it = iter(cut)
+    seen = [next(it).tolist() for _ in range(2)]
+    state = cut.state_dict()
+    del it
+    torch.manual_seed(1234)  # the restarted process: another RNG state
+    resumed = train_loader(_Augmented(), batch_size=4, seed=3, num_workers=workers)
+    resumed.load_state_dict(state)
+    resumed.sampler.set_epoch(1)
+    assert seen + [b.tolist() for b in resumed] == uninterrupted
+    draws = [row[1] for batch in uninterrupted for row in batch]
+    assert len(set(draws)) == len(draws)  # still random: a different draw for every item
+    full.sampler.set_epoch(2)
+    assert [row[1] for b in full for row in b.tolist()] != draws  # and a new one every epoch
