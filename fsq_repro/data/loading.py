@@ -134,6 +134,33 @@ class _EpochPermutation:
         self.__init__(self.sampler, int(state["epoch"]), int(state["yielded"]))
 
 
+class ResumableLoader(StatefulDataLoader):
+    """A ``StatefulDataLoader`` that also resumes correctly from a state saved right after an epoch's last batch.
+    torchdata counts an epoch finished only once ``next`` has raised ``StopIteration``, and Lightning knows the
+    length and never asks for the batch after the last; a checkpoint written there (a SIGTERM at the epoch's last
+    batch, or a step-interval ``ModelCheckpoint`` that lands on it) held an unfinished iterator with nothing left,
+    so the resumed run's next epoch was empty and it went on one epoch ahead of the uninterrupted run. Such a state
+    is saved as ``{"epoch_finished": e}``; loading it leaves no iterator to resume and sets the sampler to epoch
+    ``e + 1`` — Lightning creates the resumed iterator before it calls ``set_epoch``, so the epoch must be set here."""
+
+    def state_dict(self) -> dict:
+        if self._epoch_finished():
+            return {"epoch_finished": int(self.sampler.epoch)}
+        return super().state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        if "epoch_finished" in state:
+            super().load_state_dict({})  # the next iter() starts a fresh epoch
+            self.sampler.set_epoch(int(state["epoch_finished"]) + 1)
+            return
+        super().load_state_dict(state)
+
+    def _epoch_finished(self) -> bool:
+        if not isinstance(self.sampler, EpochShuffleSampler) or self._iterator is None:
+            return False  # iterable datasets (WebDataset) keep torchdata's own rule
+        return self._iterator._num_yielded >= len(self)
+
+
 def train_loader(
     dataset: Dataset,
     batch_size: int,
@@ -143,7 +170,7 @@ def train_loader(
     pin_memory: bool = False,
     persistent_workers: bool = False,
     collate_fn: Callable | None = None,
-) -> StatefulDataLoader:
+) -> ResumableLoader:
     """The resumable, deterministic training loader (see the module docstring). Iterable datasets (WebDataset
     shards) are not shuffled here and resume at the start of their shard stream."""
     sampler = None
@@ -152,7 +179,7 @@ def train_loader(
         world, rank = (dist.get_world_size(), dist.get_rank()) if distributed else (1, 0)
         sampler = EpochShuffleSampler(len(dataset), seed, num_replicas=world, rank=rank)
         dataset = SeededItems(dataset)
-    return StatefulDataLoader(
+    return ResumableLoader(
         dataset,
         batch_size=batch_size,
         sampler=sampler,

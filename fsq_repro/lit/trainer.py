@@ -46,6 +46,50 @@ class RunInfo(pl.Callback):
         checkpoint["experiment"] = self.experiment
 
 
+class InterruptedCheckpoint(pl.callbacks.OnExceptionCheckpoint):
+    """``OnExceptionCheckpoint`` (``<dirpath>/interrupted.ckpt``) whose checkpoint resumes like one written at the
+    last batch's ``on_train_batch_end``. A SIGTERM stops Lightning 2.6 after the batch's ``on_advance_end`` (after
+    the epoch's end when it is the epoch's last batch), when the batch counts as completed; resumed from that state
+    at an epoch's **last** batch, Lightning ran one more batch of the next epoch under the finished epoch's batch
+    counter (it treats the state as "restarted on last") and went on one epoch number ahead; found by the SIGTERM
+    soak. At an epoch's last batch the checkpoint is therefore written as ``ModelCheckpoint`` writes it at
+    ``on_train_batch_end`` (one batch fewer completed, ``_batches_that_stepped`` not yet advanced for it, the epoch
+    not yet ended), which Lightning resumes at the next epoch's first batch; the epoch-end hooks have run once,
+    before the save. Mid-epoch and mid-validation interruptions are saved unchanged."""
+
+    def __init__(self, dirpath: str | Path, filename: str = "interrupted") -> None:
+        super().__init__(dirpath, filename)
+        self._interrupted = False
+
+    def on_exception(self, trainer: pl.Trainer, *args, **kwargs) -> None:
+        self._interrupted = True
+        try:
+            super().on_exception(trainer, *args, **kwargs)
+        finally:
+            self._interrupted = False
+
+    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
+        if not (self._interrupted and trainer.training):
+            return
+        epoch_loop = trainer.fit_loop.epoch_loop
+        fit_state = checkpoint.get("loops", {}).get("fit_loop", {})
+        progress = fit_state.get("epoch_loop.batch_progress")
+        if progress is None or not progress.get("is_last_batch"):
+            return
+        total = progress["total"]
+        if not (total["ready"] == total["started"] == total["processed"] == total["completed"] > 0):
+            return  # not at a batch boundary: Lightning's own restart logic applies
+        for counter in (progress["total"], progress["current"]):
+            counter["completed"] -= 1
+        if not epoch_loop._should_accumulate():  # on_advance_end advanced it for this batch
+            fit_state["epoch_loop.state_dict"]["_batches_that_stepped"] -= 1
+        epochs = fit_state.get("epoch_progress", {})
+        for counter in (epochs.get("total", {}), epochs.get("current", {})):
+            if counter and counter["processed"] == counter["completed"] == counter["started"] > 0:
+                counter["processed"] -= 1  # the SIGTERM came after the epoch's end: not counted as ended yet
+                counter["completed"] -= 1
+
+
 def stage_callbacks(callbacks: list, seed: int, experiment: str, checkpoint_dir: Path) -> tuple[list, bool]:
     """``callbacks`` + what every stage carries: per-step re-seeding (exact resume), SIGTERM handling and the
     experiment stamp; with a ``ModelCheckpoint`` among them also ``OnExceptionCheckpoint``, so that an exception or
@@ -54,7 +98,7 @@ def stage_callbacks(callbacks: list, seed: int, experiment: str, checkpoint_dir:
     callbacks = [*callbacks, ReseedEveryStep(int(seed)), Preemption(), RunInfo(experiment)]
     checkpointing = any(isinstance(c, pl.callbacks.ModelCheckpoint) for c in callbacks)
     if checkpointing:
-        callbacks.append(pl.callbacks.OnExceptionCheckpoint(checkpoint_dir, "interrupted"))
+        callbacks.append(InterruptedCheckpoint(checkpoint_dir, "interrupted"))
     return callbacks, checkpointing
 
 

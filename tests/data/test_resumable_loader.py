@@ -76,3 +76,29 @@ def test_load_time_draws_are_the_same_after_a_resume(workers: int) -> None:
     assert len(set(draws)) == len(draws)  # still random: a different draw for every item
     full.sampler.set_epoch(2)
     assert [row[1] for b in full for row in b.tolist()] != draws  # and a new one every epoch
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_state_saved_after_the_last_batch_resumes_at_the_next_epoch(workers: int) -> None:
+    """A checkpoint written after an epoch's last batch but before the loader was asked for one more (Lightning
+    knows the length and never asks; a SIGTERM there stops the run at the batch boundary) must resume at the next
+    epoch's first batch. Found by the SIGTERM soak: the restored iterator thought the epoch unfinished, yielded
+    nothing, and the resumed run silently skipped a whole epoch."""
+    data = TensorDataset(torch.arange(40).view(40, 1))
+    full = train_loader(data, batch_size=4, seed=3, num_workers=workers)
+    epoch0, epoch1 = batches(full, 0), batches(full, 1)
+
+    cut = train_loader(data, batch_size=4, seed=3, num_workers=workers)
+    cut.sampler.set_epoch(0)
+    it = iter(cut)
+    seen = [next(it)[0].flatten().tolist() for _ in range(len(cut))]  # all of them, no StopIteration yet
+    state = cut.state_dict()
+    del it
+    assert seen == epoch0
+
+    resumed = train_loader(data, batch_size=4, seed=3, num_workers=workers)
+    resumed.load_state_dict(state)
+    it = iter(resumed)  # Lightning's order on resume: load the state, create the iterator, then set the epoch
+    resumed.sampler.set_epoch(1)
+    assert [b[0].flatten().tolist() for b in it] == epoch1
+    assert batches(resumed, 2) == batches(full, 2)
