@@ -153,3 +153,23 @@ class CudaPeakMemory(pl.Callback):
         if pl_module.device.type == "cuda" and trainer.is_global_zero:
             peak = torch.cuda.max_memory_allocated(pl_module.device) / 2**30
             print(f"cuda peak {type(pl_module).__name__}: {peak:.2f} GiB", flush=True)
+
+
+class ProgressBar(pl.callbacks.RichProgressBar):
+    """Lightning's ``RichProgressBar`` that reads the logged values (``loss``, ``val/psnr``: one device→host copy
+    each, a stall on a GPU) every ``metrics_every`` training batches instead of every batch; the bar itself still
+    advances every batch (docs/gpu.md, "No host syncs in the training step")."""
+
+    def __init__(self, metrics_every: int = 10, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.metrics_every = max(1, int(metrics_every))
+        self._train_batches = 0
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        self._train_batches += 1
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+
+    def _update_metrics(self, trainer, pl_module) -> None:
+        if trainer.training and self._train_batches % self.metrics_every != 0:
+            return
+        super()._update_metrics(trainer, pl_module)

@@ -32,13 +32,16 @@ def masked_token_loss(
     positions, then over the images (official ``weighted_sequence_cross_entropy_loss`` with the mask as weights: an
     image with 200 masked tokens weighs as much as one with 115). Accuracy: all masked positions pooled (logging).
 
-    ``logits (B, N, C)``, ``targets (B, N)``, ``mask (B, N)`` bool, at least one True per row → two scalars."""
-    picked_logits, picked_targets = logits[mask].float(), targets[mask]  # only masked rows go to fp32
-    per_token = F.cross_entropy(picked_logits, picked_targets, label_smoothing=label_smoothing, reduction="none")
-    image_of_token = mask.nonzero()[:, 0]
-    per_image = torch.zeros(mask.shape[0], device=logits.device).index_add_(0, image_of_token, per_token)
-    loss = (per_image / mask.sum(1).clamp_min(1)).mean()
-    accuracy = (picked_logits.argmax(-1) == picked_targets).float().mean()
+    ``logits (B, N, C)``, ``targets (B, N)``, ``mask (B, N)`` bool, at least one True per row → two scalars.
+    Computed over all positions and weighted by the mask: selecting the masked rows (``logits[mask]``) has a
+    data-dependent shape, a device→host sync every step (docs/gpu.md)."""
+    weights = mask.float()
+    per_token = F.cross_entropy(
+        logits.float().flatten(0, 1), targets.flatten(), label_smoothing=label_smoothing, reduction="none"
+    ).view(mask.shape)
+    loss = ((per_token * weights).sum(1) / weights.sum(1).clamp_min(1)).mean()
+    correct = (logits.argmax(-1) == targets).float()
+    accuracy = (correct * weights).sum() / weights.sum().clamp_min(1)
     return loss, accuracy
 
 
@@ -90,6 +93,7 @@ class MaskGITModule(pl.LightningModule):
             [{"params": decay, "weight_decay": self.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
             lr=self.lr,
             betas=self.betas,
+            fused=True,  # one kernel per step on CUDA; the device-side skip of a non-finite step (``found_inf``)
         )
         schedule = torch.optim.lr_scheduler.LambdaLR(
             opt, lambda step: lr_multiplier(step, self.warmup_steps, self.total_steps, self.lr_schedule)
@@ -106,15 +110,35 @@ class MaskGITModule(pl.LightningModule):
         loss, accuracy = masked_token_loss(logits, tokens, mask, self.label_smoothing)
         return loss, accuracy, mask.float().mean()
 
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor | None:
+    def on_before_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
+        """Labels are checked here, on the host before the batch goes to the device (the class embedder checks
+        them itself outside training; on the device the check would be a host sync every step)."""
+        labels = batch.get("label") if isinstance(batch, dict) else None
+        if isinstance(labels, torch.Tensor) and labels.numel():
+            lo, hi = int(labels.min()), int(labels.max())
+            if hi >= self.model.num_classes or lo < -1:
+                raise ValueError(f"labels must be in [-1, {self.model.num_classes}), got [{lo}, {hi}]")
+        return batch
+
+    def on_train_start(self) -> None:
+        self.guard.start(self)
+
+    def on_train_end(self) -> None:
+        self.guard.poll(self, wait=True)  # the last steps' non-finite verdicts
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        self.guard.poll(self)  # earlier steps' non-finite verdicts, as far as they have reached the host
         loss, accuracy, ratio = self._masked_step(batch)
         b = batch["tokens"].shape[0]
-        if self.guard.bad(self, loss, "masked-token loss"):  # returning None skips the optimizer step
-            self.log("train/nonfinite_skips", self.nonfinite_skips.float(), batch_size=b)
-            return None
+        self._train_loss = loss.detach()
         self.log("train/loss", loss.detach(), prog_bar=True, batch_size=b)
         self.log_dict({"train/masked_accuracy": accuracy, "train/mask_ratio": ratio}, batch_size=b)
+        self.log("train/nonfinite_skips", self.nonfinite_skips.float(), batch_size=b)
         return loss
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        """A NaN/Inf loss or gradient makes the fused AdamW skip this update on the device (``NonFiniteGuard``)."""
+        self.guard.guard_step(self, optimizer, "masked-token loss", self._train_loss)
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         loss, accuracy, _ = self._masked_step(batch)

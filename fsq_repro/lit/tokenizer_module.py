@@ -16,15 +16,20 @@ term is computed and back-propagated, so it only ever accumulates its own loss's
 per-image mean and the nets are per-image (GroupNorm), so k micro-batches of B equal one batch of k·B (the LeCam
 anchors, when on, move once per micro-batch).
 
+No host syncs in the step (docs/gpu.md): the step count that the schedules read is kept on the host as well
+(``_steps``, read from the buffer once per fit), and the non-finite guard decides on the device (``NonFiniteGuard``):
+a NaN/Inf loss term or gradient norm anywhere in the window makes both fused optimisers skip their update, and the
+EMA stay, on the device; the host counts it and stops the run beyond the budget a step or so later.
+
 EMA (decay 0.999) covers the **generator only** (encoder, quantizer, decoder): ``self.ema`` is a plain sub-module,
 so it is saved and restored with every checkpoint, and the discriminator is never averaged. Validation and export
 use the EMA weights. Schedules (warm-up, ``gan_start_step``, lazy R1) count optimizer steps: ``self.batches_seen``,
 a checkpointed buffer that advances once per optimizer step. The generator steps through Lightning's optimizer
 wrapper and the discriminator through the raw torch optimiser, so ``global_step`` (and ``trainer.max_steps``)
 counts optimizer steps too, not micro-batches (with two Lightning-wrapped optimisers it would advance twice per
-step). A non-finite loss or gradient norm drops the whole accumulation window (weights untouched). Checkpoints
-hold no accumulated gradients: a run resumed from one written mid-window starts a fresh window. This assumes no
-GradScaler: use ``bf16-mixed`` or ``32-true``, not ``16-mixed``.
+step). A non-finite loss or gradient norm skips the window's update (weights untouched; it counts as a step).
+Checkpoints hold no accumulated gradients: a run resumed from one written mid-window starts a fresh window. This
+assumes no GradScaler: use ``bf16-mixed`` or ``32-true``, not ``16-mixed``.
 """
 
 from __future__ import annotations
@@ -82,10 +87,11 @@ class TokenizerModule(pl.LightningModule):
 
     # --- optimisation ------------------------------------------------------------------------------------
     def configure_optimizers(self):
-        gen = torch.optim.Adam(self.tokenizer.parameters(), lr=self.lr, betas=self.betas)
+        # fused: one kernel per step on CUDA, and the device-side skip of a non-finite step (``found_inf``)
+        gen = torch.optim.Adam(self.tokenizer.parameters(), lr=self.lr, betas=self.betas, fused=True)
         if self.discriminator is None:
             return gen
-        disc = torch.optim.Adam(self.discriminator.parameters(), lr=self.lr, betas=self.betas)
+        disc = torch.optim.Adam(self.discriminator.parameters(), lr=self.lr, betas=self.betas, fused=True)
         return [gen, disc]
 
     def _lr_scale(self, step: int) -> float:
@@ -123,56 +129,51 @@ class TokenizerModule(pl.LightningModule):
 
         return frozen()
 
-    def _drop_window(self, what: str, terms: dict[str, torch.Tensor]) -> None:
-        """Discard the accumulation window (gradients and logs) and count the skip (``_nonfinite``)."""
-        self._zero_grads()
-        self.micro_batch = 0
-        self._window_logs = {}
-        self._nonfinite(what, terms)
-
-    def _nonfinite(self, what: str, terms: dict[str, torch.Tensor]) -> None:
-        """A NaN/Inf ``what`` (docs/fault-tolerance.md, item 4): skip this optimizer step (weights untouched) while
-        fewer than ``max_nonfinite_skips`` steps were skipped, else stop naming the step and the terms. The
-        checkpoint written on the way out (``interrupted.ckpt``) holds the last good weights."""
-        detail = ", ".join(f"{k}={v.item():.4g}" for k, v in terms.items())
-        self.guard.skip(self, what, f" (batch {int(self.batches_seen)}): {detail}")
-        self.print(f"warning: non-finite {what} at step {self.global_step}, batch skipped: {detail}")
-
     @torch.no_grad()
-    def _update_ema(self) -> None:
+    def _update_ema(self, finite: torch.Tensor) -> None:
+        """EMA step towards the generator's weights; a skipped (non-finite) step leaves the EMA as it was too."""
+        weight = (1 - self.ema_decay) * finite.float()
         for ema_p, p in zip(self.ema.parameters(), self.tokenizer.parameters()):
-            ema_p.lerp_(p.detach(), 1 - self.ema_decay)
+            ema_p.lerp_(p.detach(), weight.to(ema_p.dtype))
         for ema_b, b in zip(self.ema.buffers(), self.tokenizer.buffers()):
             ema_b.copy_(b)
 
     def on_train_start(self) -> None:
         self.micro_batch, self._window_logs = 0, {}  # a (resumed) fit starts a fresh accumulation window
         self._zero_grads()
+        self._steps = int(self.batches_seen)  # the host's copy of the step count: read once, not every step
+        self.guard.start(self)
+
+    def on_train_end(self) -> None:
+        self.guard.poll(self, wait=True)  # the last steps' verdicts
 
     def training_step(self, batch: dict, batch_idx: int) -> None:
         images = batch["image"]
         if images.shape[0] == 0:  # every file of the batch was corrupt
             return None
+        self.guard.poll(self)  # earlier steps' non-finite verdicts, as far as they have reached the host
         accum = max(1, int(self.accumulate_grad_batches))
-        step = int(self.batches_seen)  # optimizer steps so far: every schedule counts these
+        step = self._steps  # optimizer steps so far: every schedule counts these
         optimizers = self.optimizers()
         gen_opt, disc_opt = (optimizers, None) if self.discriminator is None else optimizers
         gan_on = disc_opt is not None and self.loss.gan_active(step)
         if self.micro_batch == 0:
             self._zero_grads()
+            self._window_finite = torch.ones((), dtype=torch.bool, device=images.device)
         recon, q = self.tokenizer(images)
         with self._frozen_discriminator():
             g_terms = self.loss.generator_terms(images, recon, q.loss, step, self.discriminator)
-            if not torch.isfinite(g_terms["total"]):
-                return self._drop_window("generator loss", g_terms)
             self.manual_backward(g_terms["total"] / accum)
         logs = {k: v.detach() for k, v in g_terms.items()}
+        terms = dict(g_terms)
         if gan_on:
             d_terms = self.loss.discriminator_terms(images, recon, self.discriminator, step)
-            if not torch.isfinite(d_terms["total"]):
-                return self._drop_window("discriminator loss", d_terms)
             self.manual_backward(d_terms["total"] / accum)
-            logs.update({f"d_{k}" if k == "total" else k: v.detach() for k, v in d_terms.items()})
+            d_logs = {f"d_{k}" if k == "total" else k: v.detach() for k, v in d_terms.items()}
+            logs.update(d_logs)
+            terms.update(d_logs)
+        self._window_finite &= self.guard.finite(g_terms["total"], d_terms["total"] if gan_on else None)
+        self._window_terms = {k: v.detach() for k, v in terms.items()}  # the message's values (last micro-batch)
         logs.update({k: v.detach().float() for k, v in q.metrics.items()})
         logs["psnr"] = psnr(images, recon.detach()).mean()
         for key, value in logs.items():  # the step's logs: means over its micro-batches
@@ -182,28 +183,27 @@ class TokenizerModule(pl.LightningModule):
         if self.micro_batch < accum:
             return None
 
-        # --- the optimizer step, every k-th micro-batch ---
+        # --- the optimizer step, every k-th micro-batch; skipped on the device when anything was non-finite ---
         self.micro_batch = 0
         g_norm = self._grad_norm(self.tokenizer)
-        if not torch.isfinite(g_norm):
-            return self._drop_window("generator gradient norm", {"grad_norm_g": g_norm})
         d_norm = self._grad_norm(self.discriminator) if gan_on else None
-        if d_norm is not None and not torch.isfinite(d_norm):
-            return self._drop_window("discriminator gradient norm", {"grad_norm_d": d_norm})
+        finite = self._window_finite & self.guard.finite(g_norm, d_norm)
         lr = self.lr * self._lr_scale(step)
         for opt in (gen_opt, disc_opt) if gan_on else (gen_opt,):
             for group in opt.param_groups:
                 group["lr"] = lr
+        self.guard.arm(gen_opt.optimizer, finite)
         gen_opt.step()  # through Lightning: advances global_step
         if gan_on:
+            self.guard.arm(disc_opt.optimizer, finite)
             disc_opt.optimizer.step()  # the raw optimiser: global_step counts optimizer steps, not optimisers
         self._zero_grads()
-        self._update_ema()
+        self._update_ema(finite)
+        norms = {"grad_norm_g": g_norm} | ({"grad_norm_d": d_norm} if d_norm is not None else {})
+        self.guard.record(self, "loss or gradient norm", finite, {**self._window_terms, **norms}, step=step)
         window, self._window_logs = self._window_logs, {}
         logs = {f"train/{key}": value for key, value in window.items()}
-        logs["train/grad_norm_g"] = g_norm
-        if d_norm is not None:
-            logs["train/grad_norm_d"] = d_norm
+        logs.update({f"train/{key}": value for key, value in norms.items()})
         logs["train/lr"] = torch.tensor(lr)
         logs["train/nonfinite_skips"] = self.nonfinite_skips.float()
         batch_size = images.shape[0] * accum
@@ -211,6 +211,7 @@ class TokenizerModule(pl.LightningModule):
         self.log("loss", window["total"], prog_bar=True, on_step=True, on_epoch=False, batch_size=batch_size)
         self._log_step_axis(on_step=True, on_epoch=False, batch_size=batch_size)
         self.batches_seen += 1
+        self._steps += 1
 
     def _log_step_axis(self, **kwargs) -> None:
         """With accumulation, Lightning's logging step counts micro-batches here (manual optimisation): log ``step``

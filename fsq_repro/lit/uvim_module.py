@@ -31,7 +31,7 @@ from fsq_repro.tasks.base import task_grid
 
 def adamw_with_schedule(module: pl.LightningModule, groups: list[dict], warmup_steps: int, total_steps: int,
                         betas: tuple[float, float]) -> dict:  # fmt: skip
-    opt = torch.optim.AdamW(groups, betas=tuple(betas))
+    opt = torch.optim.AdamW(groups, betas=tuple(betas), fused=True)  # fused: the device-side NaN skip
     schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: warmup_cosine(step, warmup_steps, total_steps))
     return {"optimizer": opt, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
@@ -79,18 +79,28 @@ class UViMStage1Module(pl.LightningModule):
         groups = decay_groups(self.model.named_parameters(), self.lr, self.weight_decay)
         return adamw_with_schedule(self, groups, self.warmup_steps, self.total_steps, self.betas)
 
+    def on_train_start(self) -> None:
+        self.guard.start(self)
+
+    def on_train_end(self) -> None:
+        self.guard.poll(self, wait=True)  # the last steps' non-finite verdicts
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        """A NaN/Inf loss or gradient makes the fused AdamW skip this update on the device (``NonFiniteGuard``)."""
+        self.guard.guard_step(self, optimizer, "Stage I loss", self._train_loss)
+
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
         norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip or float("inf"))
         self.log("train/grad_norm", norm, batch_size=1)
 
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor | None:
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        self.guard.poll(self)  # earlier steps' non-finite verdicts, as far as they have reached the host
         labels = self.task.labels(batch)
         logits, q = self.model(labels, batch["image"])
         task_loss, logs = self.task.loss(logits, labels)
         loss = task_loss + q.loss
         b = batch["image"].shape[0]
-        if self.guard.bad(self, loss, "Stage I loss"):
-            return None
+        self._train_loss = loss.detach()
         self.log("train/loss", loss.detach(), prog_bar=True, batch_size=b)
         self.log_dict({f"train/{k}": v for k, v in {**logs, **q.metrics}.items()}, batch_size=b)
         return loss
@@ -163,6 +173,16 @@ class UViMStage2Module(pl.LightningModule):
         return adamw_with_schedule(self, [g for g in groups if g["params"]], self.warmup_steps, self.total_steps,
                                    self.betas)  # fmt: skip
 
+    def on_train_start(self) -> None:
+        self.guard.start(self)
+
+    def on_train_end(self) -> None:
+        self.guard.poll(self, wait=True)  # the last steps' non-finite verdicts
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        """A NaN/Inf loss or gradient makes the fused AdamW skip this update on the device (``NonFiniteGuard``)."""
+        self.guard.guard_step(self, optimizer, "Stage II loss", self._train_loss)
+
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
         norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip or float("inf"))
         self.log("train/grad_norm", norm, batch_size=1)
@@ -174,11 +194,11 @@ class UViMStage2Module(pl.LightningModule):
         accuracy = (logits[..., 1:].argmax(-1) == codes).float().mean()
         return loss, accuracy
 
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor | None:
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        self.guard.poll(self)  # earlier steps' non-finite verdicts, as far as they have reached the host
         loss, accuracy = self._step(batch)
         b = batch["tokens"].shape[0]
-        if self.guard.bad(self, loss, "Stage II loss"):
-            return None
+        self._train_loss = loss.detach()
         self.log("train/loss", loss.detach(), prog_bar=True, batch_size=b)
         self.log("train/token_accuracy", accuracy, batch_size=b)
         return loss

@@ -47,7 +47,9 @@ class ClassEmbedder(nn.Module):
 
     def forward(self, labels: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         labels = labels.long()
-        if labels.numel() and (labels.max() >= self.num_classes or labels.min() < -1):
+        # checked here outside training; while training MaskGITModule checks the batch on the host before it goes
+        # to the device (here it would be a device->host sync every step)
+        if not self.training and labels.numel() and (labels.max() >= self.num_classes or labels.min() < -1):
             raise ValueError(f"labels must be in [-1, {self.num_classes}), got [{labels.min()}, {labels.max()}]")
         null = labels < 0
         if self.training and self.label_drop_prob > 0:

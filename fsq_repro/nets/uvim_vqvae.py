@@ -60,7 +60,7 @@ class PatchLabelEmbedding(nn.Module):
         patches = labels.view(b, h // p, p, w // p, p).permute(0, 1, 3, 2, 4).reshape(b, -1, p * p)
         valid = (patches >= 0) & (patches < self.num_classes)  # out of range: an all-zero one-hot adds nothing
         index = patches.clamp(0, self.num_classes - 1) * p * p + torch.arange(p * p, device=labels.device)
-        weights = None if bool(valid.all()) else valid.reshape(-1, p * p).to(self.table.weight.dtype)
+        weights = valid.reshape(-1, p * p).to(self.table.weight.dtype)  # always: `if valid.all()` is a host sync
         out = self.table(index.reshape(-1, p * p), per_sample_weights=weights)
         return out.view(b, -1, self.bias.shape[0]) + self.bias
 

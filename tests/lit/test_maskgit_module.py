@@ -95,7 +95,7 @@ def test_a_nonfinite_loss_is_skipped_within_budget_and_stops_the_run_beyond_it(t
     module = _fit_with_a_nan_at(call=3, max_skips=1, tmp_path=tmp_path)
     assert int(module.nonfinite_skips) == 1
     assert all(torch.isfinite(p).all() for p in module.model.parameters())  # the NaN step never reached the weights
-    with pytest.raises(FloatingPointError, match=r"non-finite masked-token loss .* at step 2"):
+    with pytest.raises(FloatingPointError, match=r"non-finite masked-token loss at step 2: loss=nan"):
         _fit_with_a_nan_at(call=3, max_skips=0, tmp_path=tmp_path)
 
 
@@ -103,3 +103,14 @@ def test_checkpoint_holds_each_weight_once() -> None:
     module = MaskGITModule(MaskGITTransformer(C, K, N, hidden_dim=32, depth=1, num_heads=2, mlp_dim=64))
     keys = list(module.state_dict())
     assert all(k.startswith("model.") or k == "nonfinite_skips" for k in keys), keys[:5]
+
+
+def test_out_of_range_labels_are_refused_on_the_host_while_training_and_by_the_embedder_outside() -> None:
+    module = MaskGITModule(MaskGITTransformer(C, K, N, hidden_dim=32, depth=1, num_heads=2, mlp_dim=64))
+    ok = {"tokens": torch.zeros(2, N, dtype=torch.long), "label": torch.tensor([0, K - 1])}
+    assert module.on_before_batch_transfer(ok, 0) is ok
+    with pytest.raises(ValueError, match=rf"labels must be in \[-1, {K}\), got \[0, {K}\]"):
+        module.on_before_batch_transfer({**ok, "label": torch.tensor([0, K])}, 0)
+    embedder = module.model.class_embedder.eval()
+    with pytest.raises(ValueError, match="labels must be in"):
+        embedder(torch.tensor([-2]))
