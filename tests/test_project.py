@@ -165,23 +165,27 @@ def test_tradeoff_shapes_doc_writes_its_table_into_the_marked_block(tmp_path: Pa
     assert updated.split(script.MARK[1])[1] == text.split(script.MARK[1])[1]
 
 
+BENCHES = [("bench_sampler.py", ["--batch", "2", "--repeats", "1"]),
+           ("bench_token_cache.py", ["--images", "192", "--batch", "64"]),
+           ("bench_token_cache.py", ["--images", "24", "--batch", "8", "--jpeg"]),
+           ("bench_vq.py", ["--codes", "64", "--rows", "32", "--repeats", "1"]),
+           ("bench_fsq.py", ["--shape", "2", "4", "--repeats", "1"]),
+           ("bench_stage1_flops.py", ["--resolution", "32", "--batch", "2", "--steps", "1"]),
+           ("bench_uvim_decode.py", ["--batch", "2", "--seq-len", "8", "--width", "32", "--layers", "1",
+                                     "--input-size", "16", "--repeats", "1"])]  # fmt: skip
+
+
 @pytest.mark.slow
-def test_the_ratio_benchmarks_run_and_end_with_their_ratio_line() -> None:
-    """Smoke test at toy sizes (the numbers are measured by running the scripts, never asserted here)."""
+@pytest.mark.parametrize(("script", "args"), BENCHES, ids=[f"{s[:-3]}-{i}" for i, (s, _) in enumerate(BENCHES)])
+def test_the_ratio_benchmarks_run_and_end_with_their_ratio_line(script: str, args: list[str]) -> None:
+    """Smoke test at toy sizes (the numbers are measured by running the scripts, never asserted here); one test per
+    script, so that parallel workers share them."""
     import subprocess
 
-    for script, args in [("bench_sampler.py", ["--batch", "2", "--repeats", "1"]),
-                         ("bench_token_cache.py", ["--images", "192", "--batch", "64"]),
-                         ("bench_token_cache.py", ["--images", "24", "--batch", "8", "--jpeg"]),
-                         ("bench_vq.py", ["--codes", "64", "--rows", "32", "--repeats", "1"]),
-                         ("bench_fsq.py", ["--shape", "2", "4", "--repeats", "1"]),
-                         ("bench_stage1_flops.py", ["--resolution", "32", "--batch", "2", "--steps", "1"]),
-                         ("bench_uvim_decode.py", ["--batch", "2", "--seq-len", "8", "--width", "32", "--layers", "1",
-                                                   "--input-size", "16", "--repeats", "1"])]:  # fmt: skip
-        proc = subprocess.run([sys.executable, f"scripts/{script}", *args], cwd=ROOT, capture_output=True, text=True,
-                              timeout=300)  # fmt: skip
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        assert re.fullmatch(r"ratio: \d+\.\d\d", proc.stdout.strip().splitlines()[-1]), proc.stdout
+    proc = subprocess.run([sys.executable, f"scripts/{script}", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert re.fullmatch(r"ratio: \d+\.\d\d", proc.stdout.strip().splitlines()[-1]), proc.stdout
 
 
 def test_every_cited_test_exists() -> None:
