@@ -100,10 +100,12 @@ class MaskGITModule(pl.LightningModule):
         )
         return {"optimizer": opt, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
-    def _masked_step(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _masked_step(
+        self, batch: dict, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         tokens = batch["tokens"]
         b, n = tokens.shape
-        mask = random_token_mask(b, n, self.min_mask_rate, self.mask_schedule, device=tokens.device)
+        mask = random_token_mask(b, n, self.min_mask_rate, self.mask_schedule, generator, device=tokens.device)
         inputs = torch.where(mask, torch.full_like(tokens, self.model.mask_token_id), tokens)
         class_ids = self.model.class_embedder(batch["label"])  # label dropout while training
         logits = self.forward_fn(inputs, class_ids)
@@ -140,8 +142,14 @@ class MaskGITModule(pl.LightningModule):
         """A NaN/Inf loss or gradient makes the fused AdamW skip this update on the device (``NonFiniteGuard``)."""
         self.guard.guard_step(self, optimizer, "masked-token loss", self._train_loss)
 
+    def on_validation_epoch_start(self) -> None:
+        """Every validation masks with the same draws (a generator seeded with 0), independent of the global RNG:
+        the val loss of step k is then a function of the weights alone — comparable across validations, and the
+        same whether or not the run was interrupted and resumed (the soak found it differing)."""
+        self._val_generator = torch.Generator(device=self.device).manual_seed(0)
+
     def validation_step(self, batch: dict, batch_idx: int) -> None:
-        loss, accuracy, _ = self._masked_step(batch)
+        loss, accuracy, _ = self._masked_step(batch, getattr(self, "_val_generator", None))
         b = batch["tokens"].shape[0]
         self.log("val/loss", loss, sync_dist=True, prog_bar=True, batch_size=b)
         self.log("val/masked_accuracy", accuracy, sync_dist=True, batch_size=b)

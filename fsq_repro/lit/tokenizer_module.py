@@ -10,11 +10,12 @@ in fp32 internally.
 
 Gradient accumulation (``accumulate_grad_batches`` = k, set by the stage from ``model.stage1.global_batch_size``;
 Lightning's own accumulation does not apply to manual optimisation): every micro-batch back-propagates loss / k for
-the generator and, when the GAN is active, the discriminator; every k-th micro-batch both nets are stepped (after
-the optional clip), the gradients zeroed, the EMA updated. The discriminator is frozen while the generator's GAN
-term is computed and back-propagated, so it only ever accumulates its own loss's gradients. Every term is a
-per-image mean and the nets are per-image (GroupNorm), so k micro-batches of B equal one batch of k·B (the LeCam
-anchors, when on, move once per micro-batch).
+the generator and, when the GAN is active, the discriminator (under DDP inside ``no_sync`` except for the window's
+last micro-batch, so each net's gradients are all-reduced once per step); every k-th micro-batch both nets are
+stepped (after the optional clip), the gradients zeroed, the EMA updated. The discriminator is frozen while the
+generator's GAN term is computed and back-propagated, so it only ever accumulates its own loss's gradients. Every
+term is a per-image mean and the nets are per-image (GroupNorm), so k micro-batches of B equal one batch of k·B (the
+LeCam anchors, when on, move once per micro-batch).
 
 No host syncs in the step (docs/gpu.md): the step count that the schedules read is kept on the host as well
 (``_steps``, read from the buffer once per fit), and the non-finite guard decides on the device (``NonFiniteGuard``):
@@ -147,10 +148,23 @@ class TokenizerModule(pl.LightningModule):
     def on_train_end(self) -> None:
         self.guard.poll(self, wait=True)  # the last steps' verdicts
 
+    def _backward(self, loss: torch.Tensor, sync: bool) -> None:
+        """``manual_backward``; under DDP the gradients are all-reduced only when ``sync`` (the window's last
+        micro-batch): the others accumulate locally (DDP ``no_sync``), so each net is all-reduced once per step."""
+        strategy = self.trainer.strategy
+        blocked = not sync and hasattr(strategy, "block_backward_sync")
+        with strategy.block_backward_sync() if blocked else contextlib.nullcontext():
+            self.manual_backward(loss)
+
     def training_step(self, batch: dict, batch_idx: int) -> None:
-        images = batch["image"]
+        images, weight = batch["image"], 1.0
         if images.shape[0] == 0:  # every file of the batch was corrupt
-            return None
+            if self.trainer.world_size == 1:
+                return None
+            # under DDP every rank must take part in the step's all-reduces, or the others wait for it forever:
+            # a zero-weight stand-in image keeps this rank in step, with zero gradients of its own
+            r = self.tokenizer.resolution
+            images, weight = torch.zeros(1, 3, r, r, device=self.device), 0.0
         self.guard.poll(self)  # earlier steps' non-finite verdicts, as far as they have reached the host
         accum = max(1, int(self.accumulate_grad_batches))
         step = self._steps  # optimizer steps so far: every schedule counts these
@@ -163,12 +177,12 @@ class TokenizerModule(pl.LightningModule):
         recon, q = self.tokenizer(images)
         with self._frozen_discriminator():
             g_terms = self.loss.generator_terms(images, recon, q.loss, step, self.discriminator)
-            self.manual_backward(g_terms["total"] / accum)
+            self._backward(weight * g_terms["total"] / accum, sync=self.micro_batch == accum - 1)
         logs = {k: v.detach() for k, v in g_terms.items()}
         terms = dict(g_terms)
         if gan_on:
             d_terms = self.loss.discriminator_terms(images, recon, self.discriminator, step)
-            self.manual_backward(d_terms["total"] / accum)
+            self._backward(weight * d_terms["total"] / accum, sync=self.micro_batch == accum - 1)
             d_logs = {f"d_{k}" if k == "total" else k: v.detach() for k, v in d_terms.items()}
             logs.update(d_logs)
             terms.update(d_logs)
@@ -176,8 +190,8 @@ class TokenizerModule(pl.LightningModule):
         self._window_terms = {k: v.detach() for k, v in terms.items()}  # the message's values (last micro-batch)
         logs.update({k: v.detach().float() for k, v in q.metrics.items()})
         logs["psnr"] = psnr(images, recon.detach()).mean()
-        for key, value in logs.items():  # the step's logs: means over its micro-batches
-            self._window_logs[key] = self._window_logs.get(key, 0.0) + value.float() / accum
+        for key, value in logs.items():  # the step's logs: means over its micro-batches (a stand-in adds 0)
+            self._window_logs[key] = self._window_logs.get(key, 0.0) + weight * value.float() / accum
         self._window_logs["num_corrupt"] = self._window_logs.get("num_corrupt", 0.0) + batch["num_corrupt"].float()
         self.micro_batch += 1
         if self.micro_batch < accum:

@@ -56,3 +56,17 @@ class PoisonBatch(pl.Callback):
         self.calls += 1
         if self.calls == self.batch:
             batch["image"].fill_(float("nan"))
+
+
+class EmptyBatchOnRank(pl.Callback):
+    """Make the ``batch``-th training batch (1-based) of rank ``rank`` all corrupt: no image left, every file
+    counted in ``num_corrupt`` — what ``collate_skip_corrupt`` yields when every file of a batch is unreadable."""
+
+    def __init__(self, batch: int, rank: int = 1) -> None:
+        self.batch, self.rank, self.calls = int(batch), int(rank), 0
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch, batch_idx: int) -> None:
+        self.calls += 1
+        if self.calls == self.batch and trainer.global_rank == self.rank:
+            batch["num_corrupt"] = batch["num_corrupt"] + batch["image"].shape[0]
+            batch["image"] = batch["image"][:0]

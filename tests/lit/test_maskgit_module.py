@@ -114,3 +114,20 @@ def test_out_of_range_labels_are_refused_on_the_host_while_training_and_by_the_e
     embedder = module.model.class_embedder.eval()
     with pytest.raises(ValueError, match="labels must be in"):
         embedder(torch.tensor([-2]))
+
+
+def test_validation_masks_do_not_depend_on_the_global_rng(tmp_path) -> None:
+    """A resumed run validates under another global RNG state than the uninterrupted one (found by the SIGTERM
+    soak: same weights, different final val loss); the validation masks come from their own seeded generator."""
+    pl.seed_everything(0)
+    module = MaskGITModule(MaskGITTransformer(C, K, N, hidden_dim=32, depth=1, num_heads=2, mlp_dim=64))
+    trainer = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
+                         default_root_dir=tmp_path)  # fmt: skip
+    losses = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        losses.append(trainer.validate(module, DataLoader(PatternTokens(32), batch_size=8), verbose=False)[0])
+    assert losses[0] == losses[1]
+    torch.manual_seed(1)
+    batch = {k: torch.stack([torch.as_tensor(PatternTokens(8)[i][k]) for i in range(8)]) for k in ("tokens", "label")}
+    assert not torch.equal(module._masked_step(batch)[0], module._masked_step(batch)[0])  # training masks: random
