@@ -9,7 +9,8 @@ Checks, each a subprocess with a timeout, so one failure never hides the others:
   efficient), and that a fused AdamW builds and steps on it;
 - ``smoke_maskgit_fsq``, ``smoke_maskgit_vq``, ``smoke_uvim_depth_fsq``: one training batch of every stage at the
   paper's model size and per-device batch in bf16 (``debug=fast`` on CUDA), on the embedded data at the paper's
-  resolution (no ImageNet / NYU here), without LPIPS / Inception weights; it prints the peak CUDA memory;
+  resolution (no ImageNet / NYU here), without LPIPS / Inception weights; it prints the peak CUDA memory of each
+  stage and the memory plan's error against it (the plan each stage prints at its start on CUDA);
 - ``bench_*``: every ratio benchmark with ``--device cuda`` (its last line, ``ratio: …``);
 - ``ddp``: the MaskGIT smoke on two GPUs when two are visible.
 
@@ -76,6 +77,21 @@ def last_line(text: str) -> str:
     return (lines[-1] if lines else "").replace("|", "/")[:160]
 
 
+def peak_line(text: str) -> str:
+    """``peak <stage>: X GiB (plan Y, +e %)`` per stage: each ``cuda peak`` line (``CudaPeakMemory``, at a fit's end)
+    paired in order with the ``memory plan`` line the same stage printed at its start (docs/gpu.md, "Memory plan")."""
+    lines = [line.strip() for line in text.splitlines()]
+    peaks = [line.removeprefix("cuda peak ") for line in lines if line.startswith("cuda peak ")]
+    plans = [float(line.split(": ")[1].split()[0]) for line in lines if line.startswith("memory plan ")]
+    out = []
+    for i, peak in enumerate(peaks):
+        if i < len(plans):
+            measured = float(peak.split(": ")[1].split()[0])
+            peak += f" (plan {plans[i]:.2f}, {100 * (plans[i] - measured) / measured:+.0f} %)"
+        out.append(peak)
+    return "peak " + "; ".join(out)
+
+
 def table(rows: list[dict]) -> str:
     """Markdown table of ``{"check", "status", "seconds", "line"}`` rows, then one summary line."""
     out = ["| check | status | s | last line |", "|---|---|---|---|"]
@@ -106,8 +122,7 @@ def main() -> int:
             status, text = ("ok" if proc.returncode == 0 else f"exit {proc.returncode}"), proc.stdout + proc.stderr
         except subprocess.TimeoutExpired as err:
             status, text = f"timeout {args.timeout} s", (err.stdout or b"").decode(errors="replace")
-        peaks = [line.removeprefix("cuda peak ") for line in text.splitlines() if line.startswith("cuda peak")]
-        line = "peak " + "; ".join(peaks) if peaks and status == "ok" else last_line(text)
+        line = peak_line(text) if status == "ok" and "cuda peak" in text else last_line(text)
         rows.append({"check": name, "status": status, "seconds": time.perf_counter() - start, "line": line})
         print(f"{name}: {status} — {line}", flush=True)
     text = table(rows)

@@ -39,6 +39,16 @@ def test_table_lists_every_check_and_counts_the_ok_ones() -> None:
     assert gpu_check.last_line("a\r\nb | c\n\n") == "b / c"  # a table-safe last line
 
 
+def test_peak_line_pairs_each_stages_plan_with_its_measured_peak() -> None:
+    """The plan's error per stage, as ``make gpu-check`` reports it: (plan − measured) / measured."""
+    log = ("  memory plan stage1: 11.00 GiB at 64 per device\n... training ...\ncuda peak TokenizerModule: 10.00 GiB\n"
+           "  memory plan stage2: 4.50 GiB at 32 per device\ncuda peak MaskGITModule: 5.00 GiB\n")  # fmt: skip
+    assert gpu_check.peak_line(log) == (
+        "peak TokenizerModule: 10.00 GiB (plan 11.00, +10 %); MaskGITModule: 5.00 GiB (plan 4.50, -10 %)"
+    )
+    assert gpu_check.peak_line("cuda peak X: 1.00 GiB\n") == "peak X: 1.00 GiB"  # memory_check=false: no plan
+
+
 def test_every_train_command_composes_with_the_configs(tmp_path) -> None:
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra

@@ -43,16 +43,17 @@ def load_vgg16_features(weights: str | Path | None) -> nn.Sequential:
 
 
 class LPIPSLoss(nn.Module):
-    """LPIPS-VGG with a locally loaded backbone; frozen, eval mode, fp32."""
+    """LPIPS-VGG with a locally loaded backbone; frozen, eval mode, fp32. ``load_backbone=False`` leaves the backbone
+    random: only for the memory plan (``fsq_repro/pipeline/memory_plan.py``), which needs shapes, never values."""
 
-    def __init__(self, weights: str | Path | None) -> None:
+    def __init__(self, weights: str | Path | None, load_backbone: bool = True) -> None:
         super().__init__()
         import lpips
 
-        features = load_vgg16_features(weights)
+        features = load_vgg16_features(weights) if load_backbone else None
         self.lpips = lpips.LPIPS(net="vgg", pretrained=True, pnet_rand=True, verbose=False)
         for slice_module in (getattr(self.lpips.net, f"slice{i}") for i in range(1, 6)):
-            for name, layer in slice_module.named_children():
+            for name, layer in slice_module.named_children() if features is not None else ():
                 layer.load_state_dict(features[int(name)].state_dict())
         self.lpips.eval().requires_grad_(False)
 

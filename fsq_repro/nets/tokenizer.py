@@ -28,6 +28,7 @@ class Tokenizer(nn.Module):
         channel_multipliers: Sequence[int] = (1, 1, 2, 2, 4),
         num_res_blocks: int = 2,
         groups: int = 32,
+        checkpoint_activations: bool = False,
     ) -> None:
         super().__init__()
         self.net_config = {
@@ -54,6 +55,8 @@ class Tokenizer(nn.Module):
         )
         self.encoder = Encoder(out_dim=quantizer.dim, **kwargs)
         self.decoder = Decoder(in_dim=quantizer.dim, **kwargs)
+        # a training-memory choice, not part of the exported net config: recompute the res blocks in the backward
+        self.encoder.checkpoint_activations = self.decoder.checkpoint_activations = bool(checkpoint_activations)
 
     @property
     def codebook_size(self) -> int:

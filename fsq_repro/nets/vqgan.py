@@ -41,6 +41,7 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
+import torch.utils.checkpoint
 from torch import nn
 
 from fsq_repro.nets.init import lecun_normal_
@@ -88,6 +89,20 @@ class ResBlock(nn.Module):
         return self.shortcut(x) + h
 
 
+def run_layers(layers: nn.Sequential, x: torch.Tensor, checkpoint_activations: bool) -> torch.Tensor:
+    """``layers(x)``; with ``checkpoint_activations`` (and autograd recording) each ``ResBlock`` keeps only its input
+    and recomputes its inside during the backward (``torch.utils.checkpoint``, non-reentrant): the same values and
+    gradients, for about one more forward of the blocks (docs/gpu.md, "Memory plan")."""
+    if not (checkpoint_activations and torch.is_grad_enabled()):
+        return layers(x)
+    for layer in layers:
+        if isinstance(layer, ResBlock):
+            x = torch.utils.checkpoint.checkpoint(layer, x, use_reentrant=False)
+        else:
+            x = layer(x)
+    return x
+
+
 class Encoder(nn.Module):
     """``(B, 3, H, W) -> (B, out_dim, H/f, W/f)`` with ``f = 2 ** (len(channel_multipliers) − 1)``."""
 
@@ -114,10 +129,11 @@ class Encoder(nn.Module):
         layers += [ResBlock(channels, channels, groups, shortcut_from) for _ in range(num_res_blocks)]
         layers += [group_norm(channels, groups), nn.SiLU(), nn.Conv2d(channels, out_dim, 1)]
         self.net = nn.Sequential(*layers)
+        self.checkpoint_activations = False  # set by the Tokenizer (training memory only; see ``run_layers``)
         flax_default_init(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+        return run_layers(self.net, x, self.checkpoint_activations)
 
 
 class Decoder(nn.Module):
@@ -146,13 +162,14 @@ class Decoder(nn.Module):
                 layers += [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(channels, channels, 3, padding=1)]
         layers += [group_norm(channels, groups), nn.SiLU(), nn.Conv2d(channels, out_channels, 3, padding=1)]
         self.net = nn.Sequential(*layers)
+        self.checkpoint_activations = False  # set by the Tokenizer (training memory only; see ``run_layers``)
         flax_default_init(self)
         entry = self.net[0]
         bound = 1 / math.sqrt(entry.in_channels * entry.kernel_size[0] * entry.kernel_size[1])
         nn.init.uniform_(entry.bias, -bound, bound)  # not zero: see the module docstring
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.net(z)
+        return run_layers(self.net, z, self.checkpoint_activations)
 
 
 def downsampling_factor(channel_multipliers: Sequence[int]) -> int:

@@ -141,4 +141,14 @@ def configure_global_batch(
         trainer.val_check_interval *= k
     if trainer.is_global_zero:
         print(f"  {layout.describe()}{note}", flush=True)
+    root = getattr(trainer.strategy, "root_device", None)
+    if root is not None and root.type == "cuda":  # does the per-device batch fit? (one line naming one that does)
+        import torch
+
+        from fsq_repro.pipeline.memory_plan import check_device_memory
+
+        free, total = torch.cuda.mem_get_info(root)
+        plan = check_device_memory(cfg, stage, batch_key, per_device, free, total)
+        if plan is not None and trainer.is_global_zero:
+            print(f"  memory plan {stage}: {plan.peak / 2**30:.2f} GiB at {per_device} per device", flush=True)
     return layout

@@ -47,6 +47,14 @@ from fsq_repro.quantizers.assignment import assign_and_entropy, nearest_codes
 from fsq_repro.quantizers.base import LazyMetrics, Quantizer, QuantizerOutput, batch_usage_metrics
 
 
+def code_counts(indices: torch.Tensor, codebook_size: int) -> torch.Tensor:
+    """``(N,)`` indices in ``[0, C)`` → float32 counts ``(C,)``: ``bincount(minlength=C)``, exact (integers below
+    2²⁴), with a fixed output shape — ``bincount`` sizes its output by the largest index, which on a GPU is a host
+    sync every step."""
+    counts = torch.zeros(codebook_size, dtype=torch.float32, device=indices.device)
+    return counts.index_add_(0, indices.reshape(-1), torch.ones(indices.numel(), device=indices.device))
+
+
 class VectorQuantizer(Quantizer):
     """VQ bottleneck with a learned ``(codebook_size, dim)`` codebook (FSQ paper §4.1 baseline).
 
@@ -179,7 +187,7 @@ class VectorQuantizer(Quantizer):
         """Batch perplexity and usage (and, UViM-style, the codebook statistics it logs); read lazily."""
         metrics = batch_usage_metrics(indices, self.codebook_size)
         if self.ema_style == "uvim":
-            counts = torch.bincount(indices, minlength=self.codebook_size).float()
+            counts = code_counts(indices, self.codebook_size)
             metrics.update(codebook_zeros_ratio=(counts == 0).float().mean(),
                            codebook_max_ratio=counts.max() / counts.sum().clamp_min(1),
                            num_splits=torch.tensor(float(splits)))  # fmt: skip
@@ -191,7 +199,7 @@ class VectorQuantizer(Quantizer):
         ranks. Returns the number of splits."""
         if self.ema_decay <= 0 and self.dead_code_threshold <= 0:
             return 0
-        counts = torch.bincount(indices, minlength=self.codebook_size).float()
+        counts = code_counts(indices, self.codebook_size)
         sums = torch.zeros_like(self.embedding, dtype=torch.float32).index_add_(0, indices, flat)
         if dist.is_available() and dist.is_initialized():
             dist.all_reduce(counts)

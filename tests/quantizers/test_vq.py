@@ -122,3 +122,20 @@ def test_l2_normalised_codes_have_unit_norm() -> None:
     vq = VectorQuantizer(codebook_size=16, dim=4, l2_normalize=True)
     out = vq(torch.randn(32, 4) * 5)
     assert torch.allclose(out.codes.norm(dim=-1), torch.ones(32), atol=1e-5)
+
+
+def test_code_counts_equal_numpys_bincount_with_a_fixed_shape() -> None:
+    """``code_counts`` replaces ``torch.bincount`` in the VQ's EMA update: the same counts (numpy's bincount as the
+    oracle), and an output shape that does not depend on the data (no host sync on a GPU; fake tensors run it)."""
+    import numpy as np
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    from fsq_repro.quantizers.vq import code_counts
+
+    g = torch.Generator().manual_seed(0)
+    indices = torch.randint(0, 37, (5, 91), generator=g)
+    got = code_counts(indices, 50)
+    assert got.dtype == torch.float32 and got.shape == (50,)
+    np.testing.assert_array_equal(got.numpy(), np.bincount(indices.numpy().ravel(), minlength=50))
+    with FakeTensorMode():
+        assert code_counts(torch.zeros(7, dtype=torch.long), 50).shape == (50,)
