@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import warnings
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -108,7 +109,9 @@ def _stage1(cfg: DictConfig, batch: int, precision: str, device: str):
         loss_cfg["perceptual_weight"] = 0.0  # the backbone file is not needed for shapes: built below
         loss = instantiate({"_target_": cfg.loss._target_, **loss_cfg})
         if perceptual_weight > 0:
-            loss.perceptual, loss.perceptual_weight = LPIPSLoss(None, load_backbone=False), perceptual_weight
+            with warnings.catch_warnings():  # lpips loads its linear heads into meta tensors: a no-op, and it warns
+                warnings.simplefilter("ignore")
+                loss.perceptual, loss.perceptual_weight = LPIPSLoss(None, load_backbone=False), perceptual_weight
         discriminator = instantiate(stage_cfg.discriminator) if loss.gan_weight > 0 else None
         module = TokenizerModule(tokenizer, loss, discriminator, **plain(stage_cfg.optim))
     r = tokenizer.resolution

@@ -34,6 +34,7 @@ from fsq_repro.pipeline.stages import (
     count_parameters,
     export,
     fit_and_validate,
+    loader_options,
     plain,
     run_dir,
     skip_if_done,
@@ -123,6 +124,7 @@ def stage_stage2(cfg: DictConfig) -> dict:
         tokenizer_hash=tok_hash,
         data_fingerprint=data_fingerprint(plain(cfg.data)),
         shuffle_seed=int(cfg.seed),
+        pin_memory=loader_options(cfg, stage_cfg.get("num_workers", 0))["pin_memory"],
     )
     tokenizer = load_tokenizer(tok_path)
     num_tokens = math.prod(dm.meta["token_grid"])

@@ -157,6 +157,19 @@ def build_callbacks(cfg: DictConfig, stage: str, has_logger: bool = True) -> lis
     return callbacks
 
 
+def trains_on_gpu(cfg: DictConfig) -> bool:
+    """``trainer.accelerator`` is a GPU (``gpu`` / ``cuda``), or ``auto`` / unset with a GPU visible."""
+    accelerator = str(cfg.trainer.get("accelerator") or "auto")
+    return accelerator in ("gpu", "cuda") or (accelerator == "auto" and default_device() == "cuda")
+
+
+def loader_options(cfg: DictConfig, num_workers: int) -> dict:
+    """Loader options of the data modules the stages build themselves (Stage II's token cache, UViM's code
+    pairs): page-locked batches when training on a GPU (the host→device copy runs asynchronously), workers kept
+    across epochs when there are any. ``data=`` configs state theirs (``pin_memory``, ``persistent_workers``)."""
+    return {"pin_memory": trains_on_gpu(cfg), "persistent_workers": int(num_workers) > 0}
+
+
 def split_cpu_threads(cfg: DictConfig) -> None:
     """CPU data parallelism: each of the ``devices`` processes on this machine gets its share of the cores
     (Lightning starts them with the parent's thread count; 2 processes × all cores ran 1.6× slower here)."""

@@ -47,6 +47,7 @@ from fsq_repro.pipeline.stages import (
     count_parameters,
     export,
     fit_and_validate,
+    loader_options,
     plain,
     run_dir,
     skip_if_done,
@@ -173,6 +174,7 @@ def stage_uvim_stage2(cfg: DictConfig) -> dict:
         lambda: PairedTokenDataset(train, cache_dir, "train"), lambda: PairedTokenDataset(val, cache_dir, "val"),
         name=f"{cfg.data.name}+codes", batch_size=int(stage_cfg.batch_size),
         num_workers=int(cfg.data.get("num_workers") or 0), shuffle_seed=int(cfg.seed),
+        **loader_options(cfg, int(cfg.data.get("num_workers") or 0)),
     )  # fmt: skip
     grids = ImageGridLogger(run_dir(cfg) / "uvim_stage2", name="predictions", nrow=module.num_grid_images)
     trainer = build_trainer(cfg, "uvim_stage2", stage_cfg, [grids])
