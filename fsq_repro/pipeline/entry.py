@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from fsq_repro.errors import ConfigError
 from fsq_repro.hardware import default_device, launch_rank
+from fsq_repro.pipeline.options import check_options
 
 KNOWN_STAGES = (
     "data",
@@ -215,6 +216,7 @@ def run_dir_lock(folder: Path) -> Iterator[None]:
 
 @one_line_errors
 def run_train(cfg: DictConfig) -> None:
+    check_options(cfg, train=True)
     print(_summary(cfg))
     unknown = [s for s in cfg.stages if s not in KNOWN_STAGES]
     if unknown:
@@ -247,6 +249,7 @@ def run_eval(cfg: DictConfig) -> None:
     from fsq_repro.pipeline.evaluate import run_task
     from fsq_repro.pipeline.stages import log_results
 
+    check_options(cfg)
     out = Path(cfg.get("out") or _output_dir(cfg))
     results = run_task(cfg, out)
     plots = {name: out / f"{name}.png" for name in ("cfg_sweep", "usage_histogram", "semantics")}
@@ -284,11 +287,14 @@ def run_sample(cfg: DictConfig) -> None:
     for key in ("num_per_class", "batch_size"):
         if not isinstance(cfg.get(key), int) or cfg[key] < 1:
             raise ConfigError(f"{key}={cfg.get(key)} must be a positive integer")
+    check_options(cfg)
     rank, world = maybe_init_distributed()
     device = default_device()
     tok_path = artifact_path(cfg, "tokenizer", "tokenizer.pt")
     tokenizer = load_tokenizer(tok_path, device=device)
     model = load_maskgit(artifact_path(cfg, "maskgit", "maskgit.pt"), tokenizer_hash=file_hash(tok_path), device=device)
+    if cfg.get("classes") and max(cfg.classes) >= model.num_classes:
+        raise ConfigError(f"classes={list(cfg.classes)}: the model has classes 0..{model.num_classes - 1}")
     sampler = OmegaConf.to_container(cfg.sampler, resolve=True)
     if cfg.get("cfg_scale") is not None:
         sampler["cfg_scale"] = float(cfg.cfg_scale)
@@ -319,6 +325,7 @@ def run_pretokenize(cfg: DictConfig) -> None:
     """``pretokenize.py tokenizer=... data=...``: the Stage II token cache (multi-GPU with torchrun)."""
     from fsq_repro.pipeline.stage2 import tokenize
 
+    check_options(cfg)
     rank, world = maybe_init_distributed()
     if not cfg.get("tokenizer"):
         raise ConfigError("pass tokenizer=/path/to/tokenizer.pt")

@@ -156,6 +156,13 @@ def run_task(cfg: DictConfig, out_dir: Path) -> dict:
             path = artifact_path(cfg, key, name)
             if not path.is_file():
                 raise ConfigError(f"no {name} at {path}: pass run=<a finished pipeline run dir> or {key}=<file>")
+    loaded = {}  # the tokenizer, loaded before any reference statistics to check the data resolution against it
+    if task != "ref_stats":
+        tokenizer = tokenizer_and_model(cfg, need_model=False, loaded=loaded)[0]
+        factor = tokenizer.resolution // tokenizer.token_grid[0]
+        if int(cfg.data.resolution) % factor:
+            raise ConfigError(f"data.resolution={cfg.data.resolution} is not a multiple of the tokenizer's "
+                              f"downsampling factor {factor}")  # fmt: skip
     options = options_from(cfg)
     extractor = None if task == "compression" else build_extractor(cfg)
     if task == "ref_stats":
@@ -164,7 +171,7 @@ def run_task(cfg: DictConfig, out_dir: Path) -> dict:
         images = map(uint8_nchw, split_images(cfg, cfg.metrics.reference_split, int(cfg.metrics.reference_size)))
         results = compute_reference(extractor, images, out_dir / "ref_stats.npz", options)
     else:
-        results = run_one(cfg, task, extractor, options, out_dir)
+        results = run_one(cfg, task, extractor, options, out_dir, loaded)
     results = {"task": task, **results}
     atomic_write_json(out_dir / "results.json", results)
     print(json.dumps(results, indent=2, default=float))
