@@ -12,7 +12,10 @@ Layout of ``<dir>/``::
 
 Written chunk by chunk into ``np.lib.format.open_memmap`` arrays; rank r of W writes chunks r, r+W, …; ``meta.json``
 is written last and atomically, so a cache without ``"complete": true`` is resumed, never read. Reading checks the
-tokenizer hash and the data fingerprint and refuses a cache built from another tokenizer or dataset.
+tokenizer hash and the data fingerprint and refuses a cache built from another tokenizer or dataset. The complete
+``meta.json`` also holds the ``sha256`` of every tokens / labels file (``"checksums"``); opening a split checks the
+files' headers against the meta and their hashes (a few seconds for ImageNet's 1.3 GB of train tokens), so a shard
+that was truncated, bit-flipped or copied from another cache is a one-line error, never wrong tokens.
 """
 
 from __future__ import annotations
@@ -33,13 +36,41 @@ from fsq_repro.errors import ConfigError
 FORMAT = "fsq_repro.token_cache/v1"
 
 
-def file_hash(path: str | Path, chunk: int = 1 << 20) -> str:
-    """``sha256`` (first 16 hex digits) of a file, e.g. the ``tokenizer.pt`` a cache was built with."""
+def file_hash(path: str | Path, chunk: int = 1 << 20, full: bool = False) -> str:
+    """``sha256`` (first 16 hex digits, all 64 with ``full``) of a file, e.g. the ``tokenizer.pt`` a cache was built
+    with."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while block := f.read(chunk):
             h.update(block)
-    return h.hexdigest()[:16]
+    return h.hexdigest() if full else h.hexdigest()[:16]
+
+
+def check_shards(cache_dir: str | Path, split: str, meta: dict) -> None:
+    """``<split>.tokens.npy`` / ``.labels.npy`` readable, of the shape and dtype ``meta`` says, and (when the meta
+    has them) of the recorded ``sha256``; else a one-line ``ConfigError`` naming the file."""
+    info = meta["splits"][split]
+    shapes = {"tokens": ((info["variants"], info["count"], int(np.prod(meta["token_grid"]))), np.dtype(meta["dtype"])),
+              "labels": ((info["count"],), np.dtype(np.int64))}  # fmt: skip
+    redo = "delete the cache folder and re-run pretokenize.py (or the pipeline's tokenize stage)"
+    for kind, (shape, dtype) in shapes.items():
+        path = Path(cache_dir) / f"{split}.{kind}.npy"
+        try:
+            array = np.load(path, mmap_mode="r", allow_pickle=False)
+            if not isinstance(array, np.ndarray):  # an .npz under the name
+                array.close()
+                raise ValueError("not a .npy array")
+        except Exception as err:  # missing, truncated, not .npy, a directory: one line naming the file
+            first = (str(err).strip().splitlines() or [type(err).__name__])[0][:120]
+            raise ConfigError(f"token cache file {path} is not readable ({first}): {redo}") from None
+        if array.shape != shape or array.dtype != dtype:
+            raise ConfigError(f"token cache file {path} holds {array.dtype} {array.shape}, its meta.json says "
+                              f"{dtype} {shape}: {redo}")  # fmt: skip
+        del array
+        want = (meta.get("checksums") or {}).get(path.name)
+        if want is not None and file_hash(path, full=True) != want:
+            raise ConfigError(f"token cache file {path} differs from the file the cache was built with (sha256): "
+                              f"{redo}")  # fmt: skip
 
 
 def token_dtype(codebook_size: int) -> np.dtype:
@@ -61,6 +92,22 @@ def _write_meta(cache_dir: Path, meta: dict) -> None:
     atomic_write_json(cache_dir / "meta.json", meta, default=None)
 
 
+def _meta_problem(meta: dict) -> str | None:
+    """What is wrong with a complete meta's fields (``None``: nothing), for a one-line error."""
+    is_int = lambda v: isinstance(v, int) and not isinstance(v, bool)  # noqa: E731
+    checks = {"tokenizer_hash": lambda v: isinstance(v, str), "data_fingerprint": lambda v: isinstance(v, str),
+              "codebook_size": lambda v: is_int(v) and v > 0, "num_classes": lambda v: is_int(v) and v > 0,
+              "token_grid": lambda v: isinstance(v, list) and len(v) > 0 and all(is_int(g) and g > 0 for g in v),
+              "dtype": lambda v: v in ("uint16", "int32"),
+              "splits": lambda v: isinstance(v, dict) and all(
+                  isinstance(i, dict) and is_int(i.get("count")) and i["count"] >= 0 and i.get("variants") in (1, 2)
+                  for i in v.values())}  # fmt: skip
+    for key, ok in checks.items():
+        if key not in meta or not ok(meta[key]):
+            return f"{key}={meta.get(key)!r}"[:80]
+    return None
+
+
 def check_cache(cache_dir: str | Path, tokenizer_hash: str | None = None, data_fingerprint: str | None = None) -> dict:
     """The cache's ``meta.json`` if it is complete and was built from this tokenizer and dataset; else ConfigError."""
     meta = read_meta(cache_dir)
@@ -69,6 +116,10 @@ def check_cache(cache_dir: str | Path, tokenizer_hash: str | None = None, data_f
                           "pretokenize.py or stages=[tokenize])")  # fmt: skip
     if not meta.get("complete"):
         raise ConfigError(f"token cache {cache_dir} is incomplete: re-run pretokenize.py to finish it")
+    problem = _meta_problem(meta)
+    if problem:
+        raise ConfigError(f"{Path(cache_dir) / 'meta.json'} is damaged ({problem}): delete the cache folder and "
+                          "re-run pretokenize.py")  # fmt: skip
     if tokenizer_hash and meta["tokenizer_hash"] != tokenizer_hash:
         raise ConfigError(
             f"token cache {cache_dir} was built with tokenizer {meta['tokenizer_hash']}, "
@@ -192,6 +243,8 @@ def build_token_cache(
         missing = {n: int((np.load(cache_dir / f"{n}.done.npy") == 0).sum()) for n in splits}
         if any(missing.values()):
             raise RuntimeError(f"token cache {cache_dir}: chunks still missing {missing}")
+        meta["checksums"] = {f"{n}.{k}.npy": file_hash(cache_dir / f"{n}.{k}.npy", full=True)
+                             for n in splits for k in ("tokens", "labels")}  # fmt: skip
         meta["complete"] = True
         _write_meta(cache_dir, meta)
     barrier()
@@ -224,6 +277,7 @@ class TokenCacheDataset(Dataset):
         meta = check_cache(cache_dir)
         if split not in meta["splits"]:
             raise ConfigError(f"token cache {cache_dir} has no split {split!r} (has {sorted(meta['splits'])})")
+        check_shards(cache_dir, split, meta)
         self.meta = meta
         self.count, self.variants = meta["splits"][split]["count"], meta["splits"][split]["variants"]
         self._tokens: np.ndarray | None = None

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import Dataset
 
 from fsq_repro.errors import ConfigError
@@ -55,7 +56,7 @@ def depth_partner(image: Path) -> Path | None:
         candidates += [parent / f"depth_{stem[4:]}.png", parent / f"sync_depth_{stem[4:]}.png"]
     if image.suffix.lower() in (".jpg", ".jpeg"):
         candidates.append(parent / f"{stem}.png")
-    return next((c for c in candidates if c.is_file()), None)
+    return next((c for c in candidates if c.exists()), None)  # not a file: its read fails, skipped and counted
 
 
 def find_pairs(split_dir: Path) -> list[tuple[Path, Path]]:
@@ -92,6 +93,8 @@ class NYUDepthDataset(Dataset):
         self.root, self.split, self.resolution = Path(root), split, int(resolution)
         self.augment, self.depth_scale, self.eval_crop = bool(augment), float(depth_scale), bool(eval_crop)
         mat = self.root if self.root.is_file() else self.root / MAT_NAME
+        if mat.is_dir():
+            raise ConfigError(f"{mat} is a directory, not the NYU labeled .mat; {HINT}")
         if layout == "auto":
             layout = "mat" if mat.is_file() else "folder"
         self.layout = layout
@@ -101,6 +104,7 @@ class NYUDepthDataset(Dataset):
                 raise ConfigError(f"data.root={root}: no {MAT_NAME}; {HINT}")
             self.mat_path = mat
             self.indices = self._official_split(Path(splits_file) if splits_file else mat.parent / "splits.mat")
+            self._check_mat()
         elif layout == "folder":
             self.pairs = find_pairs(self.root / split)
             if not self.pairs:
@@ -115,7 +119,40 @@ class NYUDepthDataset(Dataset):
         from scipy.io import loadmat
 
         key = "trainNdxs" if self.split == "train" else "testNdxs"
-        return np.asarray(loadmat(splits)[key]).reshape(-1).astype(np.int64) - 1  # MATLAB indices are 1-based
+        try:
+            indices = np.asarray(loadmat(splits)[key]).reshape(-1)
+            if indices.size == 0 or not np.issubdtype(indices.dtype, np.number) or indices.min() < 1:
+                raise ValueError(f"{key} is not a list of 1-based frame numbers")
+        except Exception as err:  # not a .mat, truncated, no such key, damaged: one line naming the file
+            first = (str(err).strip().splitlines() or [type(err).__name__])[0][:120]
+            raise ConfigError(f"{splits} is not the official NYU splits.mat ({first}); pass data.splits_file="
+                              "/path/to/splits.mat") from None  # fmt: skip
+        return indices.astype(np.int64) - 1  # MATLAB indices are 1-based
+
+    def _check_mat(self) -> None:
+        """The labeled .mat opens as HDF5 and holds ``images (N, 3, W, H)`` uint8 and ``depths (N, W, H)`` covering
+        every split index; else a one-line error naming the file (a damaged file would else drop every frame)."""
+        try:
+            with self._open_mat() as f:
+                images, depths = f["images"], f["depths"]
+                n = images.shape[0]
+                if images.ndim != 4 or images.shape[1] != 3 or depths.shape != (n, *images.shape[2:]):
+                    raise ValueError(f"images {images.shape} / depths {depths.shape} are not (N, 3, W, H) / (N, W, H)")
+                if self.indices.max() >= n:
+                    raise ValueError(f"the split names frame {self.indices.max() + 1} of {n}")
+        except ConfigError:
+            raise
+        except Exception as err:  # not HDF5, truncated, no such dataset, damaged
+            first = (str(err).strip().splitlines() or [type(err).__name__])[0][:120]
+            raise ConfigError(f"{self.mat_path} is not the NYU labeled .mat ({first}); {HINT}") from None
+
+    def _open_mat(self):
+        try:
+            import h5py
+        except ImportError:
+            raise ConfigError("data=nyu_depth with the .mat file needs h5py (requirements-extra.txt): make "
+                              "install") from None  # fmt: skip
+        return h5py.File(self.mat_path, "r")
 
     def _check_depth_bits(self, depth_png: Path) -> None:
         from PIL import Image
@@ -123,7 +160,7 @@ class NYUDepthDataset(Dataset):
         try:
             with Image.open(depth_png) as im:
                 eight_bit = im.mode in ("L", "P", "RGB", "RGBA")
-        except OSError:
+        except (OSError, SyntaxError, Image.DecompressionBombError):
             return  # unreadable: that item will be skipped
         if eight_bit and self.depth_scale == 1e-3:
             raise ConfigError(
@@ -143,12 +180,7 @@ class NYUDepthDataset(Dataset):
     def _h5(self):
         """The .mat's h5py handle of this process (opened on first use; reopened after a fork)."""
         if self._file is None or self._file_pid != os.getpid():
-            try:
-                import h5py
-            except ImportError:
-                raise ConfigError("data=nyu_depth with the .mat file needs h5py (requirements-extra.txt): make "
-                                  "install") from None  # fmt: skip
-            self._file, self._file_pid = h5py.File(self.mat_path, "r"), os.getpid()
+            self._file, self._file_pid = self._open_mat(), os.getpid()
         return self._file
 
     def read(self, index: int) -> tuple[np.ndarray, np.ndarray]:
@@ -174,7 +206,7 @@ class NYUDepthDataset(Dataset):
             raise IndexError(index)
         try:
             image, depth = self.read(index)
-        except (OSError, ValueError, KeyError):
+        except (OSError, ValueError, KeyError, SyntaxError, Image.DecompressionBombError):
             return None  # unreadable: dropped and counted by collate_skip_corrupt
         image_t = torch.from_numpy(np.array(image, copy=True)).permute(2, 0, 1).float() / 127.5 - 1.0
         depth_t = torch.from_numpy(np.array(depth, dtype=np.float32, copy=True))[None]

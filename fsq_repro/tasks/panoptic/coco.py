@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import Dataset
 
 from fsq_repro.errors import ConfigError
@@ -60,14 +61,23 @@ class COCOPanopticDataset(Dataset):
         if missing:
             raise ConfigError(f"COCO panoptic under {self.root}: missing {', '.join(missing)}; {HINT}")
         self.png_dir, self.image_dir = png_dir, image_dir
-        data = json.loads(json_path.read_text())
-        self.categories = list(data["categories"])
-        self.label_of = {c["id"]: i for i, c in enumerate(self.categories)}  # category id → contiguous label
-        images = {im["id"]: im for im in data["images"]}
-        records = sorted(data["annotations"], key=lambda a: a["image_id"])
+        try:
+            data = json.loads(json_path.read_text())
+            self.categories = list(data["categories"])
+            self.label_of = {c["id"]: i for i, c in enumerate(self.categories)}  # category id → contiguous label
+            images = {im["id"]: im for im in data["images"]}
+            records = sorted(data["annotations"], key=lambda a: a["image_id"])
+            records = [{**a, "image_file": images[a["image_id"]]["file_name"]} for a in records]
+            for a in records:
+                if not isinstance(a["file_name"], str) or not all(isinstance(s["id"], int) for s in a["segments_info"]):
+                    raise ValueError(f"annotation of image {a['image_id']} has no PNG name or integer segment ids")
+        except Exception as err:  # not JSON, not UTF-8, missing keys, wrong types: one line naming the file
+            first = (str(err).strip().splitlines() or [type(err).__name__])[0][:120]
+            raise ConfigError(f"{json_path} is not a COCO panoptic annotation file ({type(err).__name__}: {first}); "
+                              f"{HINT}") from None  # fmt: skip
         if split != "val":
             records = records[holdout:] if split == "train" else records[:holdout]
-        self.records = [{**a, "image_file": images[a["image_id"]]["file_name"]} for a in records]
+        self.records = records
         if max_items is not None:
             self.records = self.records[: int(max_items)]
         if not self.records:
@@ -89,6 +99,8 @@ class COCOPanopticDataset(Dataset):
         with Image.open(self.image_dir / rec["image_file"]) as im:
             image = np.asarray(im.convert("RGB"))
         with Image.open(self.png_dir / rec["file_name"]) as im:
+            if im.format != "PNG":  # segment ids survive only lossless PNG (a JPEG under the name decodes to noise)
+                raise ValueError(f"{rec['file_name']} is {im.format}, not PNG")
             ids = rgb_to_id(np.asarray(im.convert("RGB")))
         if ids.shape != image.shape[:2]:
             raise ValueError(f"{rec['file_name']}: mask {ids.shape} does not match image {image.shape[:2]}")
@@ -112,7 +124,7 @@ class COCOPanopticDataset(Dataset):
             raise IndexError(index)
         try:
             image, ids, segments = self.read(index)
-        except (OSError, ValueError, KeyError):
+        except (OSError, ValueError, KeyError, SyntaxError, Image.DecompressionBombError):
             return None  # unreadable: dropped and counted by collate_skip_corrupt
         semantics, instances = two_channels(ids, [s["id"] for s in segments],
                                             [self.label_of[s["category_id"]] for s in segments])  # fmt: skip
