@@ -7,3 +7,24 @@ traceback: the message always names the config key to set and what it expects.
 
 class ConfigError(ValueError):
     """A configuration or input problem the user can fix; the message names the key and the expected value."""
+
+
+# what a collective reports when another process of the job died or stopped answering (gloo: the closed TCP
+# connection, at once; NCCL: the watchdog, after the process group's timeout)
+PEER_FAILURE_MARKS = ("Connection reset by peer", "Connection closed by peer", "gloo/transport", "NCCL error",
+                      "Watchdog caught collective operation timeout")  # fmt: skip
+
+
+def peer_failure(exc: BaseException | None) -> bool:
+    """Whether ``exc`` (or an exception it was raised from or during) is a distributed collective failing because
+    a peer process died or hangs — not a bug of this process, and not worth a checkpoint that needs the peers."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        kinds = {cls.__name__ for cls in type(exc).__mro__}
+        if kinds & {"DistError", "DistBackendError", "DistNetworkError"}:
+            return True
+        if isinstance(exc, RuntimeError) and any(mark in str(exc) for mark in PEER_FAILURE_MARKS):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False

@@ -17,7 +17,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from fsq_repro.artifacts import read_checkpoint
 from fsq_repro.atomic import atomic_torch_save
-from fsq_repro.errors import ConfigError
+from fsq_repro.errors import ConfigError, peer_failure
 from fsq_repro.lit.callbacks import Preemption, ReseedEveryStep, slurm_requeue
 
 
@@ -61,10 +61,14 @@ class InterruptedCheckpoint(pl.callbacks.OnExceptionCheckpoint):
         super().__init__(dirpath, filename)
         self._interrupted = False
 
-    def on_exception(self, trainer: pl.Trainer, *args, **kwargs) -> None:
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        if peer_failure(exception):  # saving needs the peers (a barrier): resume from the last periodic checkpoint
+            logging.getLogger(__name__).warning("a DDP peer process failed: no interrupted.ckpt (the last periodic "
+                                                "checkpoint is kept)")  # fmt: skip
+            return
         self._interrupted = True
         try:
-            super().on_exception(trainer, *args, **kwargs)
+            super().on_exception(trainer, pl_module, exception)
         finally:
             self._interrupted = False
 

@@ -17,7 +17,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from fsq_repro.errors import ConfigError
+from fsq_repro.errors import ConfigError, peer_failure
 from fsq_repro.hardware import default_device, launch_rank
 from fsq_repro.pipeline.options import check_options
 
@@ -57,7 +57,8 @@ def quiet_known_noise() -> None:
 
 def one_line_errors(fn: Callable) -> Callable:
     """Every entry point's wrapper: silence ``KNOWN_NOISE``, and turn a ``ConfigError`` (also when wrapped by
-    Hydra's instantiate) into ``error: ...`` and exit code 2."""
+    Hydra's instantiate) into ``error: ...`` and exit code 2, and a collective that failed because another DDP
+    process died (``errors.peer_failure``) into one ``error:`` line naming this rank and exit code 1."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -72,6 +73,16 @@ def one_line_errors(fn: Callable) -> Callable:
                 raise
             print(f"error: {cause}", file=sys.stderr)
             raise SystemExit(2) from None
+        except Exception as err:
+            if not peer_failure(err):
+                raise
+            import os
+
+            rank = os.environ.get("RANK") or os.environ.get("LOCAL_RANK") or "0"
+            first = (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
+            print(f"error: rank {rank}: another process of this DDP job died or stopped answering ({first}); "
+                  "resume with the same command (it restarts from the last checkpoint)", file=sys.stderr)  # fmt: skip
+            raise SystemExit(1) from None
 
     return wrapper
 

@@ -70,3 +70,15 @@ class EmptyBatchOnRank(pl.Callback):
         if self.calls == self.batch and trainer.global_rank == self.rank:
             batch["num_corrupt"] = batch["num_corrupt"] + batch["image"].shape[0]
             batch["image"] = batch["image"][:0]
+
+
+class KillRankAt(pl.Callback):
+    """SIGKILL rank ``rank`` at the start of its ``step``-th optimizer step (a node failure in the middle of a DDP
+    run): the other ranks then wait for it in the next gradient all-reduce."""
+
+    def __init__(self, step: int, rank: int = 1) -> None:
+        self.step, self.rank = int(step), int(rank)
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch, batch_idx: int) -> None:
+        if trainer.global_rank == self.rank and trainer.global_step >= self.step:
+            os.kill(os.getpid(), signal.SIGKILL)
