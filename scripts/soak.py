@@ -51,16 +51,24 @@ UVIM = ["experiment=uvim_depth_shapes", "data.train.size=256", "data.val.size=32
         "eval_num_images=16", "logger=csv", "callbacks.model_checkpoint.every_n_train_steps=10"]  # fmt: skip
 
 
-def commands(pipeline: str, run: Path, extra: list[str]) -> list[tuple[str, list[str], Path]]:
+# ``--tiny`` (the CI test): the MaskGIT pipeline at a few steps per stage, a checkpoint every 3 steps
+MASKGIT_TINY = ["experiment=demo", "data.train.size=256", "data.val.size=64", "model.stage1.max_steps=12",
+                "model.stage1.val_check_interval=6", "model.stage2.max_steps=12", "model.stage2.val_check_interval=6",
+                "metrics.reference_size=64", "metrics.num_per_class=2", "logger=csv",
+                "callbacks.model_checkpoint.every_n_train_steps=3"]  # fmt: skip
+
+
+def commands(pipeline: str, run: Path, extra: list[str], tiny: bool = False) -> list[tuple[str, list[str], Path]]:
     """``(name, argv, artifact that exists once the command finished)`` for each command of the pipeline."""
     py = sys.executable
+    maskgit = MASKGIT_TINY if tiny else MASKGIT
     if pipeline == "uvim":
         train = [py, "train.py", *UVIM, *extra, f"hydra.run.dir={run}"]
         return [("train", train, run / "uvim_eval.json"),
                 ("report", [py, "scripts/report.py", str(run), "--out", str(run / "report")],
                  run / "report" / "uvim_table2.json")]  # fmt: skip
-    train = [py, "train.py", *MASKGIT, *extra, f"hydra.run.dir={run}"]
-    sample = [py, "sample.py", *MASKGIT[:1], f"run={run}", "num_per_class=2", "batch_size=8", f"out={run / 'sample'}",
+    train = [py, "train.py", *maskgit, *extra, f"hydra.run.dir={run}"]
+    sample = [py, "sample.py", *maskgit[:1], f"run={run}", "num_per_class=2", "batch_size=8", f"out={run / 'sample'}",
               f"hydra.run.dir={run / 'sample'}"]  # fmt: skip
     report = [py, "scripts/report.py", str(run), "--out", str(run / "report")]
     return [("train", train, run / "results.json"), ("sample", sample, run / "sample" / "samples.npz"),
@@ -141,21 +149,21 @@ def differences(ref: Path, soaked: Path) -> list[str]:
     return found
 
 
-def soak(pipeline: str, out: Path, kills: int, seed: int, sig: int, extra: list[str]) -> dict:
+def soak(pipeline: str, out: Path, kills: int, seed: int, sig: int, extra: list[str], tiny: bool = False) -> dict:
     rng = random.Random(seed)
     ref, soaked = out / f"{pipeline}-reference", out / f"{pipeline}-soaked"
     for d in (ref, soaked):
         shutil.rmtree(d, ignore_errors=True)
         d.mkdir(parents=True)
     durations = {}
-    for name, argv, done in commands(pipeline, ref, extra):
+    for name, argv, done in commands(pipeline, ref, extra, tiny):
         code, seconds = run_once(argv, ref / "soak.log", None, sig)
         if code != 0 or not done.is_file():
             raise SystemExit(f"soak: the uninterrupted {pipeline} {name} failed (code {code}); see {ref / 'soak.log'}")
         durations[name] = seconds
     plan = rng.choices(list(durations), weights=list(durations.values()), k=kills)
     delivered, hits, exits, start = 0, [], [], time.perf_counter()
-    for name, argv, done in commands(pipeline, soaked, extra):
+    for name, argv, done in commands(pipeline, soaked, extra, tiny):
         progress = 0.0  # seconds of the uninterrupted command already done (roughly: a restart re-does some)
         for _ in range(plan.count(name)):
             if done.is_file():
@@ -187,13 +195,15 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="draws the kill times")
     parser.add_argument("--signal", choices=["KILL", "TERM"], default="KILL")
     parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "soak")
+    parser.add_argument("--tiny", action="store_true", help="MaskGIT only, a few steps per stage (the CI test)")
     args, extra = parser.parse_known_args()
     if args.kills < 0:
         parser.error("--kills must be >= 0")
     sig = getattr(signal, f"SIG{args.signal}")
     start, results = time.perf_counter(), []
-    for pipeline in ["maskgit", "uvim"] if args.pipeline == "both" else [args.pipeline]:
-        result = soak(pipeline, args.out, args.kills, args.seed, sig, extra)
+    pipelines = ["maskgit"] if args.tiny else ["maskgit", "uvim"] if args.pipeline == "both" else [args.pipeline]
+    for pipeline in pipelines:
+        result = soak(pipeline, args.out, args.kills, args.seed, sig, extra, args.tiny)
         results.append(result)
         stages = {s: result["stages"].count(s) for s in dict.fromkeys(result["stages"])}
         print(f"{pipeline}: {result['kills']} of {result['drawn']} SIG{args.signal}s delivered, stages hit {stages}, "

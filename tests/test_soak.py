@@ -1,15 +1,20 @@
 """``scripts/soak.py``'s verdict on hand-made run dirs: identical artifacts pass even when timings and the run dir's
 path differ; one changed weight, number, cache row or missing file is reported; checkpoints and logs are ignored.
-(The soak itself — kills and restarts of real pipelines — is ``make soak``; its measured output is in
-docs/fault-tolerance.md.)"""
+The soak itself — kills and restarts of real pipelines — is ``make soak`` (its measured output is in
+docs/fault-tolerance.md); its ``--tiny`` form runs here."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -68,3 +73,35 @@ def test_the_run_dirs_name_is_not_a_difference(tmp_path: Path) -> None:
     for run in (ref, soaked):
         (run / "report.json").write_text(json.dumps([{"run": run.name, "path": str(run), "fd": 1.5}]))
     assert soak.differences(ref, soaked) == []
+
+
+def tiny_soak(out: Path, kills: int, inject: str | None = None) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "tests" / "soak_inject"), str(ROOT)]))
+    if inject:
+        env["FSQ_SOAK_INJECT"] = inject
+    return subprocess.run([sys.executable, "scripts/soak.py", "--tiny", "--kills", str(kills), "--seed", "0", "--out",
+                           str(out)], cwd=ROOT, capture_output=True, text=True, timeout=900, env=env)  # fmt: skip
+
+
+@pytest.mark.slow
+def test_a_tiny_pipeline_killed_at_random_ends_with_the_uninterrupted_runs_artifacts(tmp_path: Path) -> None:
+    """The soak itself, small: ``soak.py --tiny --kills 3`` runs the MaskGIT pipeline (train → sample → report, a
+    few steps per stage) uninterrupted, then again with SIGKILLs at random times and restarts, and every artifact
+    must be bit-identical (a lost, torn or inexactly resumed artifact is a difference). One more kill lands inside
+    the write of ``results.json``, between the temporary file and its rename (``tests/soak_inject``)."""
+    proc = tiny_soak(tmp_path, 3, inject="atomic")
+    output = proc.stdout + proc.stderr[-3000:]
+    assert proc.returncode == 0, output
+    last = proc.stdout.strip().splitlines()[-1]
+    found = re.match(r"soak: (\d+) of (\d+) kills survived, 0 artifacts differ", last)
+    assert found and int(found[1]) == int(found[2]) >= 1, output
+    assert list((tmp_path / "maskgit-soaked").glob(".soak-injected-results")), "the write was not killed"
+
+
+@pytest.mark.slow
+def test_the_tiny_soak_fails_when_results_json_is_written_non_atomically(tmp_path: Path) -> None:
+    """The deliberately broken variant: ``results.json`` written in place and the process killed half-way through
+    the write. The rerun finds a torn ``results.json``; the soak must not report success."""
+    proc = tiny_soak(tmp_path, 0, inject="torn")
+    assert proc.returncode != 0, proc.stdout[-3000:]
+    assert list((tmp_path / "maskgit-soaked").glob(".soak-injected-results")), "the write was not killed"
