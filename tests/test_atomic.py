@@ -73,3 +73,25 @@ def _fail(target) -> None:
         with open(target, "wb") as f:
             f.write(b"partial")
     raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_an_entry_point_reports_a_full_disk_in_one_line(tmp_path: Path, monkeypatch, capsys) -> None:
+    """What ``train.py`` / ``eval.py`` print when a write meets a full disk: one ``error:`` line naming the file,
+    exit code 1 — not a traceback; any other ``OSError`` is still raised as it is."""
+    from fsq_repro.pipeline.entry import one_line_errors
+
+    path = tmp_path / "results.json"
+    atomic_write_json(path, {"fd": 1.5})
+    monkeypatch.setattr(Path, "write_text", lambda self, *_a, **_k: _fail(self))
+    with pytest.raises(SystemExit) as stop:
+        one_line_errors(lambda: atomic_write_json(path, {"fd": 2.5}))()
+    assert stop.value.code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: could not write {path} (No space left on device); the previous file is intact"]
+    assert json.loads(path.read_bytes()) == {"fd": 1.5}
+
+    def other() -> None:
+        raise OSError(errno.EACCES, "Permission denied")
+
+    with pytest.raises(PermissionError):
+        one_line_errors(other)()

@@ -20,8 +20,10 @@ that was truncated, bit-flipped or copied from another cache is a one-line error
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
+import os
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -44,6 +46,21 @@ def file_hash(path: str | Path, chunk: int = 1 << 20, full: bool = False) -> str
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest() if full else h.hexdigest()[:16]
+
+
+def preallocate(path: Path) -> None:
+    """Reserve a new shard's blocks on disk now (``posix_fallocate``): ``open_memmap`` makes a sparse file, and a
+    full disk would then surface as a SIGBUS in the middle of a chunk (no message, no file named). On a full disk
+    the shard is removed and an ``OSError`` names it; filesystems without fallocate are left as they are."""
+    try:
+        with open(path, "r+b") as f:
+            os.posix_fallocate(f.fileno(), 0, os.fstat(f.fileno()).st_size)
+    except OSError as err:
+        if err.errno in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+            return
+        path.unlink(missing_ok=True)
+        raise OSError(err.errno, f"could not write {path} ({err.strerror}): free disk space and re-run; the chunks "
+                      "written so far are kept") from None  # fmt: skip
 
 
 def check_shards(cache_dir: str | Path, split: str, meta: dict) -> None:
@@ -213,6 +230,7 @@ def build_token_cache(
                 path = cache_dir / f"{name}.{suffix}.npy"
                 if not path.is_file():
                     np.lib.format.open_memmap(path, mode="w+", dtype=dt, shape=shape).flush()
+                    preallocate(path)
         _write_meta(cache_dir, meta)
     barrier()
     for name, ds in splits.items():

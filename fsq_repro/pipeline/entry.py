@@ -8,6 +8,7 @@ library.
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import sys
 from collections.abc import Callable, Iterator
@@ -58,7 +59,8 @@ def quiet_known_noise() -> None:
 def one_line_errors(fn: Callable) -> Callable:
     """Every entry point's wrapper: silence ``KNOWN_NOISE``, and turn a ``ConfigError`` (also when wrapped by
     Hydra's instantiate) into ``error: ...`` and exit code 2, and a collective that failed because another DDP
-    process died (``errors.peer_failure``) into one ``error:`` line naming this rank and exit code 1."""
+    process died (``errors.peer_failure``) or a full disk / quota (whose message names the file, ``atomic.py``)
+    into one ``error:`` line and exit code 1."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -73,6 +75,11 @@ def one_line_errors(fn: Callable) -> Callable:
                 raise
             print(f"error: {cause}", file=sys.stderr)
             raise SystemExit(2) from None
+        except OSError as err:
+            if err.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+                raise
+            print(f"error: {err.strerror or err}", file=sys.stderr)  # the writers name the file (atomic.py)
+            raise SystemExit(1) from None
         except Exception as err:
             if not peer_failure(err):
                 raise

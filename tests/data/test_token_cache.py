@@ -148,3 +148,33 @@ def test_whole_batch_encoding_and_paired_items(tmp_path: Path) -> None:
                                                          "depth": train.maps[i : i + 1]}).flatten())  # fmt: skip
     with pytest.raises(ConfigError, match="has 3 val items"):
         PairedTokenDataset(Pairs(4), tmp_path / "c", "val")
+
+
+def test_a_full_disk_at_a_shards_creation_names_it_and_the_rerun_completes(tmp_path: Path, monkeypatch) -> None:
+    """Shards are reserved in full when created (``posix_fallocate``): a full disk is an ``OSError`` naming the
+    shard then, not a SIGBUS half-way through a memory-mapped chunk; the rerun with room builds the same cache."""
+    import errno
+    import os
+
+    train, val = Images(9), Images(3)
+    _build({"train": train, "val": val}, tmp_path / "ref")
+    real = os.posix_fallocate
+
+    def full_for_val_tokens(fd: int, offset: int, length: int) -> None:
+        if os.readlink(f"/proc/self/fd/{fd}").endswith("val.tokens.npy"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(fd, offset, length)
+
+    monkeypatch.setattr(os, "posix_fallocate", full_for_val_tokens)
+    with pytest.raises(OSError) as info:
+        _build({"train": train, "val": val}, tmp_path / "c")
+    message = str(info.value)
+    assert "\n" not in message and f"could not write {tmp_path / 'c' / 'val.tokens.npy'} (No space" in message
+    assert not (tmp_path / "c" / "val.tokens.npy").exists()  # no sparse shard left to fail later
+    monkeypatch.setattr(os, "posix_fallocate", real)
+    _build({"train": train, "val": val}, tmp_path / "c")
+    for split in ("train", "val"):
+        for kind in ("tokens", "labels"):
+            a, b = (np.load(tmp_path / d / f"{split}.{kind}.npy") for d in ("ref", "c"))
+            assert np.array_equal(a, b), (split, kind)
+    assert len(TokenCacheDataset(tmp_path / "c", "val")) == 3
