@@ -22,7 +22,9 @@ from fsq_repro.lit.callbacks import Preemption, ReseedEveryStep, slurm_requeue
 
 
 def seed_everything(seed: int) -> None:
-    """Python, numpy and torch RNGs, and the DataLoader workers' seeds (Lightning's ``seed_everything``)."""
+    """Python, numpy and torch RNGs, and the DataLoader workers' seeds (Lightning's ``seed_everything``, whose
+    "Seed set" line is printed once: ``quiet_lightning_logging`` first)."""
+    quiet_lightning_logging()
     pl.seed_everything(int(seed), workers=True)
 
 

@@ -55,6 +55,11 @@ def test_both_bottlenecks_train_on_an_image_folder(quantizer: str, tmp_path: Pat
         )
     )
     assert "wrote" in proc.stdout
+    console = proc.stdout + proc.stderr
+    # each Lightning line once (the first "Seed set" came before Lightning's own handler was removed), no
+    # advertisement, no 15-line manual-optimisation example
+    assert console.count("Seed set to 42") == 1 and console.count("GPU available:") == 1, console[-3000:]
+    assert "litlogger" not in console and "manual optimization and every_n_train_steps" not in console
     payload = read_tokenizer_file(run / "tokenizer.pt")
     assert payload["codebook_size"] == int(quantizer.split("_")[1])
     assert payload["data_fingerprint"] and payload["extra"]["experiment"] == "tokenizer_shapes"
