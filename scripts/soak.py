@@ -5,11 +5,12 @@ random times and restarting the same command after each kill, and compare every 
     python scripts/soak.py --pipeline maskgit --kills 5 --signal TERM --seed 1
 
 A pipeline is a list of commands: ``train.py`` (stage1 → tokenize → stage2 → eval, or UViM's four stages), then for
-MaskGIT ``sample.py`` and ``scripts/report.py``. Each of the ``--kills`` kills goes to a command drawn in proportion
-to its uninterrupted wall time, at a delay drawn uniformly over that time; a command that finishes before its kill
-time is not killed (the kill is counted as not delivered). Each restart draws its delay over the estimated
-remaining time of the command, so that kills spread over its stages. After the last kill every command is run to
-the end.
+MaskGIT ``sample.py`` and ``scripts/report.py``. The uninterrupted run times every stage (from the ``[stage]``
+headers ``train.py`` prints; ``sample.py`` and the report are one stage each). Each of the ``--kills`` kills aims at
+a stage drawn in proportion to its time and lands a uniform delay within that stage's length after the stage starts
+in the restarted command (finished stages are skipped quickly on a restart, so a kill may land in a later stage; the
+stage it hit is read from the output). A command that finishes first is not killed (the kill counts as not
+delivered). After the last kill every command is run to the end.
 
 Compared with the uninterrupted run, bit for bit: every ``.pt`` (state dicts, configs, the numbers they carry),
 ``.json``, ``.npz`` and ``.npy`` under the run dir (the token cache included) and the report's ``report.json``,
@@ -38,7 +39,6 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 SKIP_DIRS = {"checkpoints", "csv", "tensorboard", "wandb", ".hydra", "stage1", "stage2", "uvim_stage1", "uvim_stage2"}
 VOLATILE = re.compile(r"seconds|time|wall|duration", re.IGNORECASE)
-STARTUP_S = 10.0  # a command's start (imports, config) before it does any work, on 2 CPU cores
 
 # Demo-sized pipelines, shrunk so that one uninterrupted run takes about a minute on 2 cores; checkpoints every
 # 10 steps, so that a kill loses at most 10 steps of work.
@@ -81,21 +81,49 @@ def stage_of(log: Path, command: str) -> str:
     return headers[-1] if headers and command == "train" else command
 
 
-def run_once(argv: list[str], log: Path, delay: float | None, sig: int) -> tuple[int | None, float]:
-    """Run ``argv``; when ``delay`` is given, send ``sig`` to its process group after ``delay`` s if it still runs.
-    Returns ``(returncode, seconds)``; the code is ``None`` when it was signalled."""
+HEADER = re.compile(r"^\[(\w+)\]$", re.M)
+
+
+def run_once(argv: list[str], log: Path, sig: int, target: tuple[list[str], float] | None = None
+             ) -> tuple[int | None, float, dict[str, float]]:  # fmt: skip
+    """Run ``argv``, its output appended to ``log``. ``target = (stages, delay)``: send ``sig`` to its process group
+    ``delay`` s after the first header of one of ``stages`` (``[stage1]`` …; ``[]``: after the start) appears in its
+    output, if it still runs. Returns ``(returncode, seconds, {stage: seconds from the start to its header})``; the
+    code is ``None`` when it was signalled."""
     start = time.perf_counter()
     with open(log, "a") as out:
         out.write(f"\n$ {' '.join(argv)}\n")
         out.flush()
-        proc = subprocess.Popen(argv, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-        try:
-            code = proc.wait(timeout=delay)
-        except subprocess.TimeoutExpired:
+        offset = out.tell()
+        env = dict(os.environ, PYTHONUNBUFFERED="1")  # each header reaches the log when printed, not at exit
+        proc = subprocess.Popen(argv, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=env)
+    stamps, kill_at = {}, None if target is None or target[0] else start + target[1]
+    while True:
+        code = proc.poll()
+        now = time.perf_counter()
+        with open(log, errors="replace") as f:
+            f.seek(offset)
+            for stage in HEADER.findall(f.read()):
+                stamps.setdefault(stage, now - start)
+        if code is not None:
+            return code, now - start, stamps
+        if kill_at is None and target is not None and any(stage in stamps for stage in target[0]):
+            kill_at = now + target[1]
+        if kill_at is not None and now >= kill_at:
             os.killpg(proc.pid, sig)
             proc.wait()
-            return None, time.perf_counter() - start
-    return code, time.perf_counter() - start
+            return None, time.perf_counter() - start, stamps
+        time.sleep(0.05)
+
+
+def stage_spans(name: str, seconds: float, stamps: dict[str, float]) -> list[tuple[str, float]]:
+    """``[(stage, seconds)]`` of one uninterrupted command: ``train.py``'s stages from its headers (start-up counted
+    from its header on), or the whole command as one stage named after it."""
+    if not stamps:
+        return [(name, seconds)]
+    names = list(stamps)
+    ends = [stamps[n] for n in names[1:]] + [seconds]
+    return [(n, end - stamps[n]) for n, end in zip(names, ends)]
 
 
 def normalise(value, run: Path):
@@ -155,22 +183,28 @@ def soak(pipeline: str, out: Path, kills: int, seed: int, sig: int, extra: list[
     for d in (ref, soaked):
         shutil.rmtree(d, ignore_errors=True)
         d.mkdir(parents=True)
-    durations = {}
+    spans, total = {}, 0.0
     for name, argv, done in commands(pipeline, ref, extra, tiny):
-        code, seconds = run_once(argv, ref / "soak.log", None, sig)
+        code, seconds, stamps = run_once(argv, ref / "soak.log", sig)
         if code != 0 or not done.is_file():
             raise SystemExit(f"soak: the uninterrupted {pipeline} {name} failed (code {code}); see {ref / 'soak.log'}")
-        durations[name] = seconds
-    plan = rng.choices(list(durations), weights=list(durations.values()), k=kills)
+        spans[name], total = stage_spans(name, seconds, stamps), total + seconds
+    # every kill aims at a stage, drawn in proportion to the stage's uninterrupted time, and lands at a uniform
+    # delay within that stage's length after the stage starts (in the restarted run, whose finished stages are
+    # skipped quickly: the kill may land in a later one; the stage it hit is read from the output)
+    targets = [(name, i) for name in spans for i in range(len(spans[name]))]
+    plan = rng.choices(targets, weights=[spans[n][i][1] for n, i in targets], k=kills)
     delivered, hits, exits, start = 0, [], [], time.perf_counter()
     for name, argv, done in commands(pipeline, soaked, extra, tiny):
-        progress = 0.0  # seconds of the uninterrupted command already done (roughly: a restart re-does some)
-        for _ in range(plan.count(name)):
+        stages = [stage for stage, _ in spans[name]]
+        for _, i in sorted(t for t in plan if t[0] == name):
             if done.is_file():
                 break
-            remaining = max(STARTUP_S + 1.0, durations[name] - progress)
-            code, seconds = run_once(argv, soaked / "soak.log", rng.uniform(0.5, remaining), sig)
-            progress += max(0.0, seconds - STARTUP_S)
+            aim = stages[i:] if stages != [name] else []  # this stage or a later one; [] = the command's start
+            # the stage's length shared among the kills aimed at it: a restart resumes the stage part-way, and a
+            # delay over its whole length would often let the command finish with kills unspent
+            window = spans[name][i][1] / plan.count((name, i))
+            code, _, _ = run_once(argv, soaked / "soak.log", sig, (aim, rng.uniform(0.2, max(0.5, window))))
             if code is None:
                 delivered += 1
                 hits.append(stage_of(soaked / "soak.log", name))
@@ -179,12 +213,12 @@ def soak(pipeline: str, out: Path, kills: int, seed: int, sig: int, extra: list[
         for _ in range(10):  # run to the end (a SIGTERM'd run exits 0 and resumes on the next call)
             if done.is_file():
                 break
-            code, _ = run_once(argv, soaked / "soak.log", None, sig)
+            code, _, _ = run_once(argv, soaked / "soak.log", sig)
             exits.append(code)
         if not done.is_file():
             raise SystemExit(f"soak: {pipeline} {name} did not finish after the kills; see {soaked / 'soak.log'}")
     return {"pipeline": pipeline, "kills": delivered, "drawn": kills, "stages": hits, "exit_codes": exits,
-            "differences": differences(ref, soaked), "reference_s": round(sum(durations.values()), 1),
+            "differences": differences(ref, soaked), "reference_s": round(total, 1),
             "soak_s": round(time.perf_counter() - start, 1)}  # fmt: skip
 
 
