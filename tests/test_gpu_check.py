@@ -55,7 +55,7 @@ def test_every_train_command_composes_with_the_configs(tmp_path) -> None:
 
     found = gpu_check.checks(tmp_path, gpus=2)
     assert {"env", "smoke_maskgit_fsq", "smoke_maskgit_vq", "smoke_uvim_depth_fsq", "ddp"} <= set(found)
-    assert {"bench_stage1_flops", "bench_stage2_flops", "bench_uvim_flops"} <= set(found)
+    assert {"bench_stage1_flops", "bench_stage2_flops", "bench_uvim_flops", "bench_channels_last"} <= set(found)
     for name, argv in found.items():
         if "train.py" not in argv:
             continue

@@ -171,6 +171,7 @@ BENCHES = [("bench_sampler.py", ["--batch", "2", "--repeats", "1"]),
            ("bench_vq.py", ["--codes", "64", "--rows", "32", "--repeats", "1"]),
            ("bench_fsq.py", ["--shape", "2", "4", "--repeats", "1"]),
            ("bench_stage1_flops.py", ["--resolution", "32", "--batch", "2", "--steps", "1"]),
+           ("bench_channels_last.py", ["--model", "tiny", "--resolution", "32", "--batch", "2", "--steps", "1"]),
            ("bench_uvim_decode.py", ["--batch", "2", "--seq-len", "8", "--width", "32", "--layers", "1",
                                      "--input-size", "16", "--repeats", "1"])]  # fmt: skip
 

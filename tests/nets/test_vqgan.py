@@ -190,3 +190,28 @@ def test_an_all_zero_latent_gives_finite_gradients() -> None:
     grads = [p.grad for p in dec.parameters()] + [codes.grad]
     assert all(torch.isfinite(g).all() for g in grads)
     assert codes.grad.abs().max() < 1e3
+
+
+def test_channels_last_computes_what_contiguous_computes() -> None:
+    """``scripts/bench_channels_last.py`` (run by ``make gpu-check``) times the VQGAN in channels-last memory format;
+    that format must change only the layout, not the numbers: encoder and decoder outputs and their weight gradients
+    agree with the default NCHW format (float32; compared before the quantizer, whose rounding would turn a last-bit
+    difference into a different code)."""
+    torch.manual_seed(0)
+    plain = Tokenizer(FSQ([5, 5, 5]), resolution=16, base_channels=16, channel_multipliers=[1, 2], groups=8)
+    nhwc = Tokenizer(FSQ([5, 5, 5]), resolution=16, base_channels=16, channel_multipliers=[1, 2], groups=8)
+    nhwc.load_state_dict(plain.state_dict())
+    nhwc = nhwc.to(memory_format=torch.channels_last)
+    x = torch.rand(4, 3, 16, 16) * 2 - 1
+    z = torch.rand(4, 3, 8, 8) * 2 - 1
+    outs = []
+    for net, fmt in ((plain, torch.contiguous_format), (nhwc, torch.channels_last)):
+        latent = net.encoder(x.contiguous(memory_format=fmt))
+        image = net.decoder(z.contiguous(memory_format=fmt))
+        (latent.square().mean() + image.square().mean()).backward()
+        outs.append((latent, image, {k: p.grad for k, p in net.named_parameters()}))
+    assert outs[1][1].is_contiguous(memory_format=torch.channels_last)  # the layout did change
+    torch.testing.assert_close(outs[1][0], outs[0][0], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(outs[1][1], outs[0][1], rtol=1e-5, atol=1e-5)
+    for k, grad in outs[0][2].items():
+        torch.testing.assert_close(outs[1][2][k], grad, rtol=1e-4, atol=1e-6, msg=k)
