@@ -90,6 +90,14 @@ def test_an_entry_point_reports_a_full_disk_in_one_line(tmp_path: Path, monkeypa
     assert err == [f"error: could not write {path} (No space left on device); the previous file is intact"]
     assert json.loads(path.read_bytes()) == {"fd": 1.5}
 
+    def third_party() -> None:  # a writer that is not ours (a logger's CSV): the OSError carries the file name
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "metrics.csv"))
+
+    with pytest.raises(SystemExit):
+        one_line_errors(third_party)()
+    line = f"error: {tmp_path / 'metrics.csv'}: No space left on device"
+    assert capsys.readouterr().err.strip().splitlines() == [line]
+
     def other() -> None:
         raise OSError(errno.EACCES, "Permission denied")
 

@@ -81,7 +81,8 @@ def one_line_errors(fn: Callable) -> Callable:
         except OSError as err:
             if err.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
                 raise
-            print(f"error: {err.strerror or err}", file=sys.stderr)  # the writers name the file (atomic.py)
+            where = f"{err.filename}: " if err.filename else ""  # atomic.py's writers name the file in the message
+            print(f"error: {where}{err.strerror or err}", file=sys.stderr)
             raise SystemExit(1) from None
         except Exception as err:
             if not peer_failure(err):
