@@ -20,7 +20,7 @@ import torch
 
 from fsq_repro import __version__
 from fsq_repro.atomic import atomic_torch_save
-from fsq_repro.errors import ConfigError
+from fsq_repro.errors import ConfigError, first_line
 from fsq_repro.nets.tokenizer import Tokenizer
 
 FORMAT = "fsq_repro.tokenizer/v1"
@@ -73,7 +73,7 @@ def safe_load(path: str | Path, name: str, what: str, missing_hint: str = "", mm
         check_zip_crc(path)
         return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception as err:  # any damage (truncation, text, a flipped byte): one line naming the file
-        first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+        first = first_line(err, 200)
         raise ConfigError(f"{name}={path} is not a readable {what} ({first})") from None
 
 

@@ -9,6 +9,13 @@ class ConfigError(ValueError):
     """A configuration or input problem the user can fix; the message names the key and the expected value."""
 
 
+def first_line(err: BaseException, width: int = 160) -> str:
+    """The first line of ``err``'s message (at most ``width`` characters), or its type's name when it has none: what
+    a one-line error quotes of the exception that caused it."""
+    lines = str(err).strip().splitlines()
+    return lines[0][:width] if lines else type(err).__name__
+
+
 # what a collective reports when another process of the job died or stopped answering (gloo: the closed TCP
 # connection, at once; NCCL: the watchdog, after the process group's timeout)
 PEER_FAILURE_MARKS = ("Connection reset by peer", "Connection closed by peer", "gloo/transport", "NCCL error",

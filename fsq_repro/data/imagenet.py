@@ -30,6 +30,9 @@ log = logging.getLogger(__name__)
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm")
 LAYOUT = "root/{train,val}/<class>/*.JPEG"
 MAX_WARNINGS = 5
+# what PIL raises for a file it cannot decode (truncated, bit-flipped, not an image, a directory, a decompression
+# bomb); the datasets return ``None`` for it, which ``collate_skip_corrupt`` drops and counts
+UNREADABLE_IMAGE = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
 
 
 def _is_image(name: str) -> bool:
@@ -104,7 +107,7 @@ class ImageFolderDataset(Dataset):
         path, label = self.samples[index]
         try:
             image = load_rgb(path)
-        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
+        except UNREADABLE_IMAGE as err:
             if self._warned < MAX_WARNINGS:
                 self._warned += 1
                 log.warning("skipping unreadable image %s (%s: %s)", path, type(err).__name__, err)

@@ -33,7 +33,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, default_collate
 
 from fsq_repro.atomic import atomic_write_json
-from fsq_repro.errors import ConfigError
+from fsq_repro.errors import ConfigError, first_line
 
 FORMAT = "fsq_repro.token_cache/v1"
 
@@ -78,7 +78,7 @@ def check_shards(cache_dir: str | Path, split: str, meta: dict) -> None:
                 array.close()
                 raise ValueError("not a .npy array")
         except Exception as err:  # missing, truncated, not .npy, a directory: one line naming the file
-            first = (str(err).strip().splitlines() or [type(err).__name__])[0][:120]
+            first = first_line(err, 120)
             raise ConfigError(f"token cache file {path} is not readable ({first}): {redo}") from None
         if array.shape != shape or array.dtype != dtype:
             raise ConfigError(f"token cache file {path} holds {array.dtype} {array.shape}, its meta.json says "

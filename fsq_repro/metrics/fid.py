@@ -18,7 +18,7 @@ import torch
 from scipy import linalg
 
 from fsq_repro.atomic import atomic_path
-from fsq_repro.errors import ConfigError
+from fsq_repro.errors import ConfigError, first_line
 
 
 def as_numpy64(x) -> np.ndarray:
@@ -71,5 +71,5 @@ def load_statistics(path: str | Path) -> dict[str, np.ndarray]:
     except ConfigError:
         raise
     except Exception as err:  # truncated, not a zip, pickled, a flipped byte: one line naming the file
-        first = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
+        first = first_line(err, 160)
         raise ConfigError(f"reference statistics {path} are not a readable .npz ({first})") from None

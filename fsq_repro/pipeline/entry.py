@@ -18,7 +18,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from fsq_repro.errors import ConfigError, peer_failure
+from fsq_repro.errors import ConfigError, first_line, peer_failure
 from fsq_repro.hardware import default_device, launch_rank
 from fsq_repro.pipeline.options import check_options
 
@@ -90,7 +90,7 @@ def one_line_errors(fn: Callable) -> Callable:
             import os
 
             rank = os.environ.get("RANK") or os.environ.get("LOCAL_RANK") or "0"
-            first = (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
+            first = first_line(err, 160)
             print(f"error: rank {rank}: another process of this DDP job died or stopped answering ({first}); "
                   "resume with the same command (it restarts from the last checkpoint)", file=sys.stderr)  # fmt: skip
             raise SystemExit(1) from None

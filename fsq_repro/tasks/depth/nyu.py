@@ -30,7 +30,8 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from fsq_repro.errors import ConfigError
+from fsq_repro.data.imagenet import UNREADABLE_IMAGE
+from fsq_repro.errors import ConfigError, first_line
 from fsq_repro.tasks.depth.labels import make_item
 
 EVAL_CROP = (54, 41, 426, 560)  # (top, left, height, width) of the official nyu_eval_crop
@@ -124,7 +125,7 @@ class NYUDepthDataset(Dataset):
             if indices.size == 0 or not np.issubdtype(indices.dtype, np.number) or indices.min() < 1:
                 raise ValueError(f"{key} is not a list of 1-based frame numbers")
         except Exception as err:  # not a .mat, truncated, no such key, damaged: one line naming the file
-            first = (str(err).strip().splitlines() or [type(err).__name__])[0][:120]
+            first = first_line(err, 120)
             raise ConfigError(f"{splits} is not the official NYU splits.mat ({first}); pass data.splits_file="
                               "/path/to/splits.mat") from None  # fmt: skip
         return indices.astype(np.int64) - 1  # MATLAB indices are 1-based
@@ -143,7 +144,7 @@ class NYUDepthDataset(Dataset):
         except ConfigError:
             raise
         except Exception as err:  # not HDF5, truncated, no such dataset, damaged
-            first = (str(err).strip().splitlines() or [type(err).__name__])[0][:120]
+            first = first_line(err, 120)
             raise ConfigError(f"{self.mat_path} is not the NYU labeled .mat ({first}); {HINT}") from None
 
     def _open_mat(self):
@@ -155,12 +156,10 @@ class NYUDepthDataset(Dataset):
         return h5py.File(self.mat_path, "r")
 
     def _check_depth_bits(self, depth_png: Path) -> None:
-        from PIL import Image
-
         try:
             with Image.open(depth_png) as im:
                 eight_bit = im.mode in ("L", "P", "RGB", "RGBA")
-        except (OSError, SyntaxError, Image.DecompressionBombError):
+        except UNREADABLE_IMAGE:
             return  # unreadable: that item will be skipped
         if eight_bit and self.depth_scale == 1e-3:
             raise ConfigError(
@@ -190,8 +189,6 @@ class NYUDepthDataset(Dataset):
             image = np.asarray(f["images"][i]).transpose(2, 1, 0)  # (3, W, H) -> (H, W, 3)
             depth = np.asarray(f["depths"][i], dtype=np.float32).T  # (W, H) -> (H, W)
             return image, depth
-        from PIL import Image
-
         rgb_path, depth_path = self.pairs[index]
         with Image.open(rgb_path) as im:
             image = np.asarray(im.convert("RGB"))
@@ -206,7 +203,7 @@ class NYUDepthDataset(Dataset):
             raise IndexError(index)
         try:
             image, depth = self.read(index)
-        except (OSError, ValueError, KeyError, SyntaxError, Image.DecompressionBombError):
+        except (*UNREADABLE_IMAGE, KeyError):
             return None  # unreadable: dropped and counted by collate_skip_corrupt
         image_t = torch.from_numpy(np.array(image, copy=True)).permute(2, 0, 1).float() / 127.5 - 1.0
         depth_t = torch.from_numpy(np.array(depth, dtype=np.float32, copy=True))[None]

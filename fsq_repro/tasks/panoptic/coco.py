@@ -30,7 +30,8 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from fsq_repro.errors import ConfigError
+from fsq_repro.data.imagenet import UNREADABLE_IMAGE
+from fsq_repro.errors import ConfigError, first_line
 from fsq_repro.tasks.panoptic.labels import make_panoptic_item, rgb_to_id, two_channels
 
 HOLDOUT = 4096  # official train_split 'train[4096:]', holdout eval 'train[:4096]'
@@ -72,7 +73,7 @@ class COCOPanopticDataset(Dataset):
                 if not isinstance(a["file_name"], str) or not all(isinstance(s["id"], int) for s in a["segments_info"]):
                     raise ValueError(f"annotation of image {a['image_id']} has no PNG name or integer segment ids")
         except Exception as err:  # not JSON, not UTF-8, missing keys, wrong types: one line naming the file
-            first = (str(err).strip().splitlines() or [type(err).__name__])[0][:120]
+            first = first_line(err, 120)
             raise ConfigError(f"{json_path} is not a COCO panoptic annotation file ({type(err).__name__}: {first}); "
                               f"{HINT}") from None  # fmt: skip
         if split != "val":
@@ -93,8 +94,6 @@ class COCOPanopticDataset(Dataset):
 
     def read(self, index: int) -> tuple[np.ndarray, np.ndarray, list[dict]]:
         """``(image (H, W, 3) uint8, ids (H, W) int64, segments_info)`` at native resolution."""
-        from PIL import Image
-
         rec = self.records[index]
         with Image.open(self.image_dir / rec["image_file"]) as im:
             image = np.asarray(im.convert("RGB"))
@@ -112,8 +111,6 @@ class COCOPanopticDataset(Dataset):
     def panoptic_target(self, index: int) -> tuple[np.ndarray, dict[int, tuple[int, bool]]]:
         """Ground truth for PQ: ids ``(H, W)`` and ``{id: (semantic label, iscrowd)}`` (semantic = contiguous + 1)."""
         rec = self.records[index]
-        from PIL import Image
-
         with Image.open(self.png_dir / rec["file_name"]) as im:
             ids = rgb_to_id(np.asarray(im.convert("RGB")))
         return ids, {s["id"]: (self.label_of[s["category_id"]] + 1, bool(s.get("iscrowd", 0)))
@@ -124,7 +121,7 @@ class COCOPanopticDataset(Dataset):
             raise IndexError(index)
         try:
             image, ids, segments = self.read(index)
-        except (OSError, ValueError, KeyError, SyntaxError, Image.DecompressionBombError):
+        except (*UNREADABLE_IMAGE, KeyError):
             return None  # unreadable: dropped and counted by collate_skip_corrupt
         semantics, instances = two_channels(ids, [s["id"] for s in segments],
                                             [self.label_of[s["category_id"]] for s in segments])  # fmt: skip
