@@ -67,13 +67,17 @@ def make_item(
     augment: bool,
     crop: tuple[int, int, int, int] | None = None,
     generator: torch.Generator | None = None,
+    min_crop_area: float = 0.05,
 ) -> dict:
     """``image (3, H, W)`` in [−1, 1] and ``depth (1, H, W)`` metres at native resolution → a dataset item (module
-    docstring): training transform when ``augment``, else the optional eval ``crop`` ``(top, left, h, w)``."""
+    docstring): training transform when ``augment``, else the optional eval ``crop`` ``(top, left, h, w)``.
+    ``min_crop_area``: the Inception box's smallest area share (official 0.05; 1.0 = flip only)."""
     if augment:
         if uniform(generator) > 0.5:  # official randu("fliplr") | det_fliplr: flip when u > 0.5
             image, depth = image.flip(-1), depth.flip(-1)
-        image, depth = crop_pair(image, depth, inception_box(*image.shape[-2:], generator=generator))
+        if min_crop_area < 1.0:
+            box = inception_box(*image.shape[-2:], area=(min_crop_area, 1.0), generator=generator)
+            image, depth = crop_pair(image, depth, box)
         image, depth = resize_pair(image, depth, size)
         return {"image": image.contiguous(), "depth": depth.contiguous(), "label": 0, "index": index}
     if crop is not None:

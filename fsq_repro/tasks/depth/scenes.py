@@ -6,14 +6,19 @@ horizontally; image row ``y`` and column ``x`` are pixel centres, the horizon at
 
 - the floor: depth ``f · h / (y − y_h)`` at rows below the horizon (checkered in world coordinates, so the tiles
   shrink with distance);
-- a back wall at depth ``D ∈ [6, 9.5]`` covering everything farther (above the row where the floor meets it;
-  vertical stripes in world coordinates);
+- a back wall at depth ``D`` covering everything farther (above the row where the floor meets it; vertical stripes
+  in world coordinates): ``D ∈ [3, 9.5]`` uniform in ``1 / D`` with the default fixed camera (``scene_camera``),
+  ``[6, 9.5]`` with the per-scene random camera of the v2 scenes;
 - 1–4 objects standing on the floor at depths in [1.5, min(8, D − 0.4)], each 0.4–1.1 m tall: a box (its front face),
   a sphere resting on the floor (ray-traced, Lambert-shaded) or a cone (a triangle billboard, two-tone). They are
   intersected with the camera rays, so apparent size ∝ 1/depth and the base sits on the floor row of its depth;
   a z-buffer keeps the nearest surface per pixel (correct occlusion among objects, floor and wall);
-- depth fog ``1 − exp(−d / s)`` (``s ∈ [8, 14]`` m) blends every pixel towards a fog colour, plus faint noise, so
-  depth is inferable from the image; all depths lie in [1.3, 9.5] m ⊂ [1e-3, 10].
+- depth fog ``1 − exp(−d / s)`` (``s ∈ [8, 14]`` m) blends every pixel towards a fog colour, plus faint noise; all
+  depths lie in [1.3, 9.5] m ⊂ [1e-3, 10].
+
+With the fixed camera the image determines the metric depth, as a model that reads it (UViM's Stage II) needs: the
+floor's depth is the same function of the row in every scene, an object's base row gives its depth, the row where the
+floor meets the wall gives ``D``. With a per-scene camera it does not: ``f · h`` is unknown, so is the scale.
 
 Scene ``i`` of split ``s`` is a pure function of ``(seed, s, i)`` (numpy ``default_rng([seed, split_id, i])``), any
 resolution ≥ 16 (64 px default). Measured on one core: ~1 000 scenes/s at 64 px, ~300 at 128 px. ``cache_dir``
@@ -67,12 +72,31 @@ def _cone(px, py, cam_h, z, x0, size):
 OBJECTS = (_box, _sphere, _cone)
 
 
-def scene_camera(rng: np.random.Generator, resolution: int) -> tuple[float, float, float, float]:
-    """The scene's first draws: ``(f, y_h, h, D)`` = focal length (pixels), horizon row, camera height, wall depth."""
+CAMERAS = ("fixed", "random")
+FIXED_CAMERA = (0.95, 0.4, 1.5)  # focal length / R, horizon row / R, height (m): the middle of the random ranges
+
+
+def scene_camera(rng: np.random.Generator, resolution: int, camera: str = "fixed") -> tuple[float, float, float, float]:
+    """The scene's first draws: ``(f, y_h, h, D)`` = focal length (pixels), horizon row, camera height, wall depth.
+
+    ``camera="fixed"`` (default): one camera for every scene (NYU's frames all come from one Kinect), so the image
+    determines the metric depth: the floor row of an object's base gives its depth, the row where the floor meets
+    the wall gives ``D``. ``"random"`` draws ``f``, ``y_h`` and ``h`` per scene (the v2 scenes): then the image
+    fixes depth only up to the unknown scale ``f · h`` (±35 %), which no model reading the image can recover. The
+    same four numbers are drawn either way, so both cameras see the same rooms and objects.
+    """
+    if camera not in CAMERAS:
+        raise ValueError(f"camera must be one of {list(CAMERAS)}, got {camera!r}")
     f = resolution * rng.uniform(0.8, 1.1)
     horizon = resolution * rng.uniform(0.3, 0.5)
     cam_h = rng.uniform(1.2, 1.8)
     wall = rng.uniform(6.0, 9.5)
+    if camera == "fixed":
+        f, horizon, cam_h = resolution * FIXED_CAMERA[0], resolution * FIXED_CAMERA[1], FIXED_CAMERA[2]
+        # the same draw mapped to D ∈ [3, 9.5] uniform in 1 / D, i.e. the row where floor and wall meet is uniform
+        # over its ~10 rows at 32 px (D ∈ [6, 9.5] would move it by under 3 rows: a far wall's depth is legible
+        # from the image only to ±0.7 m)
+        wall = 1.0 / (1 / 9.5 + (wall - 6.0) / 3.5 * (1 / 3.0 - 1 / 9.5))
     return f, horizon, cam_h, wall
 
 
@@ -84,13 +108,16 @@ def background_depth(f: float, horizon: float, cam_h: float, wall: float, resolu
     return np.broadcast_to(np.minimum(floor, wall), (resolution, resolution))
 
 
-def render_depth_scene(seed: int, split: str, index: int, resolution: int = 64) -> tuple[np.ndarray, np.ndarray]:
-    """Scene ``index`` of ``split``: ``(image (R, R, 3) uint8, depth (R, R) float32 metres)`` (module docstring)."""
+def render_depth_scene(
+    seed: int, split: str, index: int, resolution: int = 64, camera: str = "fixed"
+) -> tuple[np.ndarray, np.ndarray]:
+    """Scene ``index`` of ``split``: ``(image (R, R, 3) uint8, depth (R, R) float32 metres)`` (module docstring;
+    ``camera``: ``scene_camera``)."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {list(SPLITS)}, got {split!r}")
     rng = np.random.default_rng([seed, SPLITS[split], index])
     r = resolution
-    f, horizon, cam_h, wall = scene_camera(rng, r)
+    f, horizon, cam_h, wall = scene_camera(rng, r, camera)
     ys, xs = np.mgrid[0:r, 0:r].astype(np.float64) + 0.5  # pixel centres
     depth = background_depth(f, horizon, cam_h, wall, r).copy()
     on_floor = depth < wall
@@ -148,13 +175,19 @@ class DepthScenesDataset(Dataset):
         seed: int = 0,
         cache_dir: str | None = None,
         augment: bool = False,
+        camera: str = "fixed",
+        min_crop_area: float = 0.05,
     ) -> None:
+        if camera not in CAMERAS:
+            raise ValueError(f"camera must be one of {list(CAMERAS)}, got {camera!r}")
         if split not in SPLITS:
             raise ValueError(f"split must be one of {list(SPLITS)}, got {split!r}")
+        if not 0.0 < min_crop_area <= 1.0:
+            raise ValueError(f"min_crop_area must be in (0, 1], got {min_crop_area}")
         if resolution < 16:
             raise ValueError(f"resolution must be >= 16, got {resolution}")
         self.split, self.size, self.resolution, self.seed = split, int(size), int(resolution), int(seed)
-        self.augment = bool(augment)
+        self.augment, self.camera, self.min_crop_area = bool(augment), camera, float(min_crop_area)
         self._cache = None
         if cache_dir:
             from fsq_repro.data.cache import cached_uint8_array
@@ -163,20 +196,21 @@ class DepthScenesDataset(Dataset):
                 cache_dir,
                 self.fingerprint(),
                 shape=(self.size, self.resolution, self.resolution, 7),
-                fill=lambda i: _pack(*render_depth_scene(self.seed, self.split, i, self.resolution)),
+                fill=lambda i: _pack(*render_depth_scene(self.seed, self.split, i, self.resolution, self.camera)),
             )
 
     def __len__(self) -> int:
         return self.size
 
     def fingerprint(self) -> str:
-        return f"depthscenes-v2-{self.split}-n{self.size}-r{self.resolution}-s{self.seed}"
+        version = "v2" if self.camera == "random" else "v3"  # v3: the fixed camera
+        return f"depthscenes-{version}-{self.split}-n{self.size}-r{self.resolution}-s{self.seed}"
 
     def scene(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """``(image (R, R, 3) uint8, depth (R, R) float32 metres)`` of scene ``index`` (from the cache if any)."""
         if self._cache is not None:
             return _unpack(self._cache[index])
-        return render_depth_scene(self.seed, self.split, index, self.resolution)
+        return render_depth_scene(self.seed, self.split, index, self.resolution, self.camera)
 
     def __getitem__(self, index: int) -> dict:
         if not 0 <= index < self.size:
@@ -184,4 +218,4 @@ class DepthScenesDataset(Dataset):
         image, depth = self.scene(index)
         image_t = torch.from_numpy(np.array(image, copy=True)).permute(2, 0, 1).float() / 127.5 - 1.0
         depth_t = torch.from_numpy(np.array(depth, copy=True))[None]
-        return make_item(image_t, depth_t, index, self.resolution, self.augment)
+        return make_item(image_t, depth_t, index, self.resolution, self.augment, min_crop_area=self.min_crop_area)

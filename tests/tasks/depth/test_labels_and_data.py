@@ -125,6 +125,59 @@ def test_scenes_are_deterministic_and_match_the_camera_geometry() -> None:
             visible & (room < wall - 1e-3)], atol=1e-4).all()  # fmt: skip
 
 
+def test_fixed_camera_image_fixes_metric_depth_and_random_camera_keeps_the_v2_scenes() -> None:
+    # fixed camera (f = 0.95 R, horizon 0.4 R, h = 1.5 m): every visible floor pixel has the same depth in every
+    # scene, f·h / (y − y_h) by hand, and the wall depth D is the closed form of the first floor row y_w below it:
+    # the centre y_w of the first floor row below it is nearer than D and the row above is not,
+    # D ∈ (f·h / (y_w − y_h), f·h / (y_w − 1 − y_h)], so an image that shows the wall's foot fixes D
+    r, (f, y_h, cam_h) = 32, (0.95 * 32, 0.4 * 32, 1.5)
+    y = np.arange(r) + 0.5
+    floor = f * cam_h / np.maximum(y - y_h, 1e-9)
+    feet, shares = [], []
+    for index in range(40):
+        _, depth = render_depth_scene(0, "train", index, r)
+        assert scene_camera(np.random.default_rng([0, SPLITS["train"], index]), r)[:3] == (f, y_h, cam_h)
+        wall = scene_camera(np.random.default_rng([0, SPLITS["train"], index]), r)[3]
+        assert 3.0 <= wall <= 9.5
+        rows = np.nonzero(floor < wall)[0]
+        on_floor = np.isclose(depth[rows], floor[rows, None], atol=1e-4)  # floor pixels not hidden by objects
+        assert np.all(on_floor | (depth[rows] < floor[rows, None]))  # the rest is nearer: objects (z-buffer)
+        shares.append(on_floor.mean())
+        foot = rows[0]  # the first row whose floor is nearer than the wall
+        assert f * cam_h / (y[foot] - y_h) < wall <= f * cam_h / (y[foot] - 1 - y_h) + 1e-9
+        feet.append(foot)
+    assert np.mean(shares) > 0.5  # the floor is mostly visible
+    assert max(feet) - min(feet) >= 7  # D uniform in 1 / D: the foot row moves over the ~10 rows, not 3
+    # the random camera draws per-scene f, horizon, height: the v2 scenes, pixel for pixel
+    for index in range(5):
+        rng = np.random.default_rng([0, SPLITS["val"], index])
+        f2, y2, h2, d2 = (
+            rng.uniform(0.8, 1.1) * r,
+            rng.uniform(0.3, 0.5) * r,
+            rng.uniform(1.2, 1.8),
+            rng.uniform(6, 9.5),
+        )
+        assert scene_camera(np.random.default_rng([0, SPLITS["val"], index]), r, "random") == (f2, y2, h2, d2)
+    random_depths = np.stack([render_depth_scene(0, "val", i, r, "random")[1] for i in range(64)])
+    assert random_depths.max() <= 9.5 and np.percentile(random_depths, 99) > 6.0
+    with pytest.raises(ValueError, match="camera must be one of"):
+        DepthScenesDataset("val", 2, 16, camera="moving")
+
+
+def test_min_crop_area_one_is_flip_only() -> None:
+    image, depth = _coordinate_frame(16, 16)
+    g = torch.Generator().manual_seed(0)
+    flips = set()
+    for _ in range(12):
+        item = make_item(image, depth, 0, 16, augment=True, generator=g, min_crop_area=1.0)
+        flipped = torch.equal(item["depth"], depth.flip(-1))
+        assert flipped or torch.equal(item["depth"], depth)  # the whole frame, never a crop
+        flips.add(flipped)
+    assert flips == {True, False}
+    with pytest.raises(ValueError, match="min_crop_area"):
+        DepthScenesDataset("train", 2, 16, min_crop_area=0.0)
+
+
 def test_scene_dataset_items_cache_and_resolutions(tmp_path: Path) -> None:
     ds = DepthScenesDataset("val", 3, 32)
     item = ds[1]
