@@ -24,7 +24,8 @@ from pathlib import Path
 from demo_uvim import ROOT, RUNS, run_lanes, run_task  # the scripts/ folder is on sys.path when a script runs
 
 ABLATIONS = {  # Table 2's ablation rows, added to the demo's jobs
-    "depth": [],  # the demo runs VQ without splitting already
+    # the demo runs VQ without splitting already; FSQ without code dropout is this project's ablation (docs/uvim-cpu.md)
+    "depth": ["experiment=uvim_demo", "quantizer=fsq_125", "model.stage1.autoencoder.code_dropout=none"],
     "panoptic": ["experiment=uvim_demo_panoptic_noctx"],  # FSQ without context
     "colorization": [],
 }

@@ -38,18 +38,22 @@ PAPER = {
 # key, the paper's metric name, display scale; colorization's own name is the run's feature space (FID only with
 # the Inception extractor, else e.g. FD-shapes)
 METRICS = {"depth": ("rmse", "RMSE ↓", 1.0), "panoptic": ("pq", "PQ ↑", 100.0), "colorization": ("fd", "FID-5k ↓", 1.0)}
-ORDER = ("FSQ", "VQ", "VQ without splitting", "FSQ without context", "VQ without context")
+ORDER = ("FSQ", "VQ", "VQ without splitting", "FSQ without context", "VQ without context", "FSQ without code dropout",
+         "VQ without code dropout")  # fmt: skip
 BASELINES = ("context_only", "constant")  # uvim_eval's baselines (evaluation/uvim.py: evaluate)
 
 
-def variant(quantizer: dict, context: bool = True) -> str:
+def variant(quantizer: dict, context: bool = True, code_dropout: str = "random") -> str:
     """``FSQ`` / ``VQ`` / ``VQ without splitting`` from a quantizer config (``Quantizer.config()``), plus
-    `` without context`` for an autoencoder that saw no image."""
+    `` without context`` for an autoencoder that saw no image, or `` without code dropout`` for one trained without
+    UViM's code dropout (an ablation; the recipe drops codes)."""
     if quantizer.get("name") == "fsq" or "levels" in quantizer:
         name = "FSQ"
     else:
         name = "VQ" if quantizer.get("split_dead_codes") else "VQ without splitting"
-    return name if context else f"{name} without context"
+    if not context:
+        return f"{name} without context"
+    return f"{name} without code dropout" if code_dropout == "none" else name
 
 
 def find_uvim_runs(roots: list[str | Path]) -> list[Path]:
@@ -65,7 +69,8 @@ def collect_uvim(roots: list[str | Path]) -> list[dict]:
     for run in find_uvim_runs(roots):
         res = json.loads((run / "uvim_eval.json").read_text())
         task = res["task"]["name"]
-        groups.setdefault((task, variant(res["quantizer"], res.get("context", True))), []).append((run, res))
+        name = variant(res["quantizer"], res.get("context", True), res.get("code_dropout", "random"))
+        groups.setdefault((task, name), []).append((run, res))
     rows = []
     for task, name in sorted(groups, key=lambda g: (list(METRICS).index(g[0]), ORDER.index(g[1]))):
         runs = groups[(task, name)]
@@ -169,6 +174,10 @@ def findings(rows: list[dict]) -> list[str]:
             lines.append(f"{task}: VQ without splitting collapses — {verdict} (usage {100 * nosplit:.1f} % vs "
                          f"{100 * split:.1f} % with splitting; paper 0.78 % vs 99 %)")  # fmt: skip
         for name in ("FSQ", "VQ"):
+            if name in by and f"{name} without code dropout" in by:
+                with_drop, without = by[name]["usage"], by[f"{name} without code dropout"]["usage"]
+                lines.append(f"{task}: {name} usage {100 * with_drop:.1f} % with UViM's code dropout, "
+                             f"{100 * without:.1f} % without it (an ablation, not in Table 2)")  # fmt: skip
             if name in by and f"{name} without context" in by:
                 key = by[name]["metric"]
                 lower_better = key in ("rmse", "fd")

@@ -210,7 +210,7 @@ def stage_uvim_eval(cfg: DictConfig) -> dict:
     results, kept = evaluate(lm, stage1, task, val, batch_size, device, prior=prior)
     context = stage1.ctx_enc is not None or stage1.ctx_dec is not None
     results.update(task=task.config(), quantizer=stage1.quantizer.config(), codebook_size=stage1.codebook_size,
-                   context=context,
+                   context=context, code_dropout=stage1.code_dropout,
                    seed=int(cfg.seed), experiment=str(cfg.experiment_name), data=cfg.data.get("name"))  # fmt: skip
     out = run_dir(cfg)
     np.savez_compressed(out / "uvim_predictions.npz", **{k: v.numpy() for k, v in kept.items()})

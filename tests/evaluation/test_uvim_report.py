@@ -58,3 +58,25 @@ def test_findings_collapse_and_context() -> None:
     assert any(x.startswith("panoptic: dropping the context costs FSQ — does not reproduce") for x in lines)
     rows[-1] = row("panoptic", "FSQ without context", 30.0)
     assert any(x.startswith("panoptic: dropping the context costs FSQ — reproduces") for x in findings(rows))
+
+
+def test_code_dropout_ablation_is_its_own_row_and_line(tmp_path) -> None:
+    from fsq_repro.evaluation.uvim_report import collect_uvim, variant
+
+    fsq = {"name": "fsq", "levels": [5, 5, 5]}
+    assert variant(fsq) == "FSQ" and variant(fsq, code_dropout="none") == "FSQ without code dropout"
+    assert variant(fsq, context=False, code_dropout="none") == "FSQ without context"
+    assert variant({"name": "vq", "split_dead_codes": True}, code_dropout="none") == "VQ without code dropout"
+    # two runs that differ only in code dropout land in two rows, not one averaged row (older files: the recipe's)
+    import json
+
+    base = {"task": {"name": "depth"}, "quantizer": fsq, "context": True, "seed": 0, "usage": 0.5, "codebook_size": 125,
+            "predicted_usage": 0.4, "uvim": {"rmse": 0.6}, "oracle": {"rmse": 0.5},
+            "context_only": {"rmse": 1.2}, "constant": {"rmse": 1.3}}  # fmt: skip
+    for name, extra in (("a", {}), ("b", {"code_dropout": "none", "usage": 0.9, "uvim": {"rmse": 0.55}})):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "uvim_eval.json").write_text(json.dumps({**base, **extra}))
+    rows = collect_uvim([tmp_path])
+    assert [(r["bottleneck"], r["rmse"], r["usage"]) for r in rows] == [
+        ("FSQ", 0.6, 0.5), ("FSQ without code dropout", 0.55, 0.9)]  # fmt: skip
+    assert "depth: FSQ usage 50.0 % with UViM's code dropout, 90.0 % without it" in " ".join(findings(rows))
