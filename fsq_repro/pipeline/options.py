@@ -25,6 +25,7 @@ KINDS = {  # kind -> (test, what the value must be)
     "nonneg": (lambda v: isinstance(v, (int, float)) and v >= 0, "a non-negative number"),
     "decay": (lambda v: isinstance(v, (int, float)) and 0 <= v < 1, "a number in [0, 1)"),
     "seed": (lambda v: isinstance(v, int) and 0 <= v < 2**32, "an integer in [0, 2^32)"),
+    "share": (lambda v: isinstance(v, (int, float)) and 0 < v <= 1, "a number in (0, 1]"),
 }
 # option -> (kind, null allowed)
 NUMBERS = {
@@ -57,6 +58,7 @@ NUMBERS = {
     "num_per_class": ("count", False),  # sample.py
     "batch_size": ("count", True),  # sample.py (run_sample refuses null) / pretokenize.py (null = data.batch_size)
     **{f"semantics.{k}": ("count", False) for k in ("top_codes", "patches_per_code", "paint_images", "paint_codes")},
+    "data.train.min_crop_area": ("share", False),  # the depth datasets' Inception box (tasks/depth/labels.py)
 }
 # fmt: off
 CHOICES = {
@@ -66,6 +68,7 @@ CHOICES = {
     "metrics.reference_split": ("train", "val"),
     "sampler.cfg_schedule": ("constant", "linear"),  # generation/sampler.py CFG_SCHEDULES
     "sampler.schedule": ("cosine", "linear", "square"),  # generation/masking.py SCHEDULES
+    "data.camera": ("fixed", "random"),  # tasks/depth/scenes.py CAMERAS
     # lightning.fabric.connector._PRECISION_INPUT
     "trainer.precision": ("16-true", "16-mixed", "bf16-true", "bf16-mixed", "32-true", "64-true", "16", "32", "64",
                           "bf16", 16, 32, 64, "transformer-engine", "transformer-engine-float16"),

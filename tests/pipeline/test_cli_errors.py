@@ -49,3 +49,19 @@ def test_eval_of_a_missing_run_fails_before_the_reference_statistics(capsys, tmp
         line = _one_line_error(run_eval, cfg, capsys)
         assert line == ("error: no tokenizer.pt at outputs/nonexistent/tokenizer.pt: pass run=<a finished "
                         "pipeline run dir> or tokenizer=<file>")  # fmt: skip
+
+
+def test_depth_scene_options_are_checked_at_startup(capsys, tmp_path) -> None:
+    from fsq_repro.pipeline.entry import run_train
+    from fsq_repro.pipeline.options import CHOICES
+    from fsq_repro.tasks.depth.scenes import CAMERAS
+
+    assert CHOICES["data.camera"] == CAMERAS  # the check names what the dataset accepts
+    cases = {
+        "data.camera=moving": "error: data.camera=moving is unknown; choose one of fixed, random",
+        "data.train.min_crop_area=0": "error: data.train.min_crop_area=0 must be a number in (0, 1]",
+    }
+    for override, expected in cases.items():
+        cfg = _compose("train", ["experiment=uvim_demo", override, f"paths.output_dir={tmp_path}"])
+        assert _one_line_error(run_train, cfg, capsys) == expected
+        assert not any(tmp_path.iterdir())  # refused before the first stage wrote anything

@@ -76,6 +76,11 @@ CAMERAS = ("fixed", "random")
 FIXED_CAMERA = (0.95, 0.4, 1.5)  # focal length / R, horizon row / R, height (m): the middle of the random ranges
 
 
+def check_camera(camera: str) -> None:
+    if camera not in CAMERAS:
+        raise ValueError(f"camera must be one of {list(CAMERAS)}, got {camera!r}")
+
+
 def scene_camera(rng: np.random.Generator, resolution: int, camera: str = "fixed") -> tuple[float, float, float, float]:
     """The scene's first draws: ``(f, y_h, h, D)`` = focal length (pixels), horizon row, camera height, wall depth.
 
@@ -85,8 +90,7 @@ def scene_camera(rng: np.random.Generator, resolution: int, camera: str = "fixed
     fixes depth only up to the unknown scale ``f · h`` (±35 %), which no model reading the image can recover. The
     same four numbers are drawn either way, so both cameras see the same rooms and objects.
     """
-    if camera not in CAMERAS:
-        raise ValueError(f"camera must be one of {list(CAMERAS)}, got {camera!r}")
+    check_camera(camera)
     f = resolution * rng.uniform(0.8, 1.1)
     horizon = resolution * rng.uniform(0.3, 0.5)
     cam_h = rng.uniform(1.2, 1.8)
@@ -178,8 +182,7 @@ class DepthScenesDataset(Dataset):
         camera: str = "fixed",
         min_crop_area: float = 0.05,
     ) -> None:
-        if camera not in CAMERAS:
-            raise ValueError(f"camera must be one of {list(CAMERAS)}, got {camera!r}")
+        check_camera(camera)
         if split not in SPLITS:
             raise ValueError(f"split must be one of {list(SPLITS)}, got {split!r}")
         if not 0.0 < min_crop_area <= 1.0:
