@@ -98,13 +98,16 @@ def run_once(argv: list[str], log: Path, sig: int, target: tuple[list[str], floa
         env = dict(os.environ, PYTHONUNBUFFERED="1")  # each header reaches the log when printed, not at exit
         proc = subprocess.Popen(argv, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=env)
     stamps, kill_at = {}, None if target is None or target[0] else start + target[1]
+    pos, partial = offset, b""  # the log is read on from where the last poll stopped, whole lines only
     while True:
         code = proc.poll()
         now = time.perf_counter()
-        with open(log, errors="replace") as f:
-            f.seek(offset)
-            for stage in HEADER.findall(f.read()):
-                stamps.setdefault(stage, now - start)
+        with open(log, "rb") as f:
+            f.seek(pos)
+            lines, _, partial = (partial + f.read()).rpartition(b"\n")
+            pos = f.tell()
+        for stage in HEADER.findall(lines.decode(errors="replace")):
+            stamps.setdefault(stage, now - start)
         if code is not None:
             return code, now - start, stamps
         if kill_at is None and target is not None and any(stage in stamps for stage in target[0]):
